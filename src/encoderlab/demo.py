@@ -1,0 +1,156 @@
+"""``encoderlab-demo``: the two-stage story on CPU, through the same entry point users call.
+
+1. pre-train a small encoder with masked language modelling on wiki_en, export it (MLM head discarded);
+2. fine-tune it on SST-2 with a fresh classifier head;
+3. the same fine-tune as a linear probe (encoder frozen) and from scratch (same tokenizer, random weights);
+4. print a comparison table (val accuracy, macro-F1, trainable parameters, wall time) and write it as JSON.
+
+Each stage is one ``encoderlab-train`` command; the commands are printed so any stage can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from encoderlab.errors import UserError
+from encoderlab.training.files import write_json
+
+console = Console()
+
+
+def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[str]]]:
+    """(directory name, title, overrides) for each run, in order; later stages read the pre-training export."""
+    export = root / "pretrain" / "encoder"
+    common = [f"encoder={args.encoder}", f"seed={args.seed}", *args.extra]
+    pretrain = [
+        "experiment=pretrain_mlm",
+        *common,
+        f"data.train_limit={args.corpus_paragraphs}",
+        f"data.val_limit={args.val_paragraphs}",
+        f"data.vocab_size={args.vocab_size}",
+        f"data.max_seq_len={args.pretrain_seq_len}",
+        f"data.batch_size={args.pretrain_batch_size}",
+        f"trainer.max_steps={args.pretrain_steps}",
+        f"optimizer.lr={args.pretrain_lr}",
+        "trainer.limit_val_batches=20",
+    ]
+    finetune = [
+        "experiment=finetune_sst2",
+        *common,
+        f"data.train_limit={args.finetune_examples}",
+        f"trainer.max_epochs={args.finetune_epochs}",
+        "test=false",  # GLUE's SST-2 test labels are for the leaderboard; the dev set is the comparison
+    ]
+    return [
+        ("pretrain", "pre-train (MLM on wiki_en)", pretrain),
+        (
+            "finetune",
+            "fine-tune (pre-trained)",
+            [*finetune, "init=pretrained", f"init.path={export}", f"optimizer.lr={args.lr}"],
+        ),
+        (
+            "probe",
+            "linear probe (pre-trained, frozen)",
+            [
+                *finetune,
+                "init=pretrained",
+                f"init.path={export}",
+                "freeze=encoder",
+                f"optimizer.lr={args.probe_lr}",
+            ],
+        ),
+        (
+            "scratch",
+            "fine-tune (scratch)",
+            [*finetune, "init=scratch", f"data.tokenizer={export}", f"optimizer.lr={args.lr}"],
+        ),
+    ]
+
+
+def run_stage(name: str, overrides: list[str], run_dir: Path) -> dict:
+    command = [sys.executable, "-m", "encoderlab.train", *overrides, f"hydra.run.dir={run_dir}"]
+    console.rule(f"[bold]{name}")
+    console.print(
+        "$ encoderlab-train " + " ".join(shlex.quote(o) for o in [*overrides, f"hydra.run.dir={run_dir}"])
+    )
+    started = time.perf_counter()
+    if subprocess.run(command).returncode != 0:
+        raise UserError(f"stage '{name}' failed — see its output above and {run_dir}/train.log")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {"stage": name, "run_dir": str(run_dir), "wall_seconds": time.perf_counter() - started, **metrics}
+
+
+def print_table(rows: list[dict]) -> None:
+    table = Table(title="What pre-training buys on SST-2 (dev set)")
+    for column in ("run", "val acc", "val macro-F1", "trainable params", "wall time"):
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in rows[1:]:
+        table.add_row(
+            row["stage"],
+            f"{row['val/acc']:.3f}",
+            f"{row['val/f1_macro']:.3f}",
+            f"{int(row['params/trainable']):,}",
+            f"{row['wall_seconds']:.0f} s",
+        )
+    console.print(table)
+    pre = rows[0]
+    console.print(
+        f"pre-training: {int(pre['params/total']):,} parameters, val MLM loss {pre['val/loss']:.2f} "
+        f"(perplexity {pre['val/perplexity']:.0f}), {pre['wall_seconds']:.0f} s"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
+    )
+    p.add_argument("--out", type=Path, default=None, help="root of the demo's run directories")
+    p.add_argument("--encoder", default="mini", help="encoder preset (tiny, mini, small, ...)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--corpus-paragraphs", type=int, default=60_000, help="wiki_en paragraphs to pre-train on")
+    p.add_argument("--val-paragraphs", type=int, default=2_000)
+    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--pretrain-seq-len", type=int, default=64)
+    p.add_argument("--pretrain-batch-size", type=int, default=64)
+    p.add_argument("--pretrain-steps", type=int, default=1500)
+    p.add_argument("--pretrain-lr", type=float, default=1e-3)
+    p.add_argument("--finetune-examples", type=int, default=4000, help="SST-2 training examples")
+    p.add_argument("--finetune-epochs", type=int, default=2)
+    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
+    p.add_argument("--probe-lr", type=float, default=1e-3, help="linear-probe learning rate")
+    p.add_argument(
+        "extra", nargs="*", help="more overrides for every stage, e.g. trainer.enable_progress_bar=false"
+    )
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    root = args.out or Path("outputs/demo") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    if root.exists() and any(root.iterdir()):
+        print(f"error: {root} is not empty — pass a new --out directory", file=sys.stderr)
+        sys.exit(2)
+    rows = []
+    try:
+        for dirname, title, overrides in stages(args, root):
+            rows.append(run_stage(title, overrides, root / dirname))
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
+    print_table(rows)
+    write_json(root / "comparison.json", rows)
+    console.print(f"runs and comparison.json in {root}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Prediction networks that sit on an encoder's hidden states.
+
+Each head takes the encoder it will sit on as its first argument, only to read sizes (and, for the MLM
+head, to tie the decoder to the token embeddings); the encoder is not registered as a submodule, so a
+task's checkpoint keys read ``encoder.*`` and ``head.*`` with no duplication.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from encoderlab.models.encoder import Encoder, Linear, set_onednn_cpu_linear
+
+
+def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, std=std)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class MaskedLMHead(nn.Module):
+    """BERT's MLM head: dense → GELU → LayerNorm → decoder whose weight is the token-embedding matrix.
+
+    Called on hidden states of the masked positions only ([M, H] → [M, V]), which is where the vocabulary
+    projection's cost goes away.
+    """
+
+    # The decoder weight belongs to the encoder; these are the head's own tensors.
+    TIED_KEYS = ("decoder.weight",)
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        config = encoder.config
+        self.dense = Linear(config.hidden, config.hidden)
+        self.layer_norm = nn.LayerNorm(config.hidden, eps=config.layer_norm_eps)
+        self.decoder = Linear(config.hidden, config.vocab_size)
+        self.apply(_init_bert_style)
+        nn.init.zeros_(self.decoder.bias)
+        self.decoder.weight = encoder.embeddings.word_embeddings.weight
+        # Same matmul backend as the encoder (see encoderlab.models.encoder.linear).
+        set_onednn_cpu_linear(self, getattr(encoder, "onednn_cpu_linear", True))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.layer_norm(F.gelu(self.dense(hidden))))
+
+    def own_state_dict(self) -> dict[str, torch.Tensor]:
+        """The head's tensors without the tied embedding (what is kept for prompt-style reuse)."""
+        return {k: v for k, v in self.state_dict().items() if k not in self.TIED_KEYS}
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """[B, S, H] → [B, H] by the first ([CLS]) token, the mean, or the max over real tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if attention_mask is None:
+        attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+    mask = attention_mask[..., None].to(hidden.dtype)  # B,S,1
+    if pooling == "mean":
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+    if pooling == "max":
+        return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
+    raise ValueError(f"unknown pooling {pooling!r}; choose cls, mean or max")
+
+
+class SequenceClassifier(nn.Module):
+    """Pool the sequence, then one linear layer, or two (dense → tanh → linear) with ``hidden_layers=2``."""
+
+    POOLINGS = ("cls", "mean", "max")
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        num_labels: int,
+        pooling: str = "cls",
+        dropout: float = 0.1,
+        hidden_layers: int = 1,
+    ) -> None:
+        super().__init__()
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; choose one of {self.POOLINGS}")
+        if hidden_layers not in (1, 2):
+            raise ValueError(f"hidden_layers must be 1 or 2, got {hidden_layers}")
+        if num_labels < 1:
+            raise ValueError(f"num_labels must be at least 1, got {num_labels}")
+        hidden = encoder.config.hidden
+        self.pooling = pooling
+        self.num_labels = num_labels
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden, hidden) if hidden_layers == 2 else None
+        self.out = nn.Linear(hidden, num_labels)
+        self.apply(_init_bert_style)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = pool(hidden, attention_mask, self.pooling)  # B,H
+        if self.dense is not None:
+            x = torch.tanh(self.dense(self.dropout(x)))
+        return self.out(self.dropout(x))  # B,num_labels

@@ -1,0 +1,49 @@
+"""What every task shares: holding encoder + head, building the optimizer and scheduler from partials."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+
+from encoderlab.training.param_groups import param_groups
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class EncoderTask(pl.LightningModule):
+    """A system: an ``encoder`` and a prediction ``head``, a loss, metrics and the optimizer set-up.
+
+    ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimizer receives the
+    parameter groups, the scheduler the optimizer and the total number of optimizer steps.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: SchedulerFactory | None = None,
+    ) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+
+    def configure_optimizers(self):
+        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        optimizer = self.optimizer_factory(param_groups(self, weight_decay))
+        if self.scheduler_factory is None:
+            return optimizer
+        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameters, each tensor counted once even when tied."""
+        unique = {id(p): p for p in self.parameters()}.values()
+        return sum(p.numel() for p in unique if p.requires_grad), sum(p.numel() for p in unique)

@@ -1,0 +1,56 @@
+"""Sequence classification: encoder + classifier head, cross-entropy, accuracy and macro-F1."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from encoderlab.tasks.base import EncoderTask
+
+
+class SequenceClassificationTask(EncoderTask):
+    """Logs ``{stage}/loss``, ``{stage}/acc`` and ``{stage}/f1_macro``."""
+
+    def __init__(
+        self, encoder, head, optimizer, scheduler=None, num_labels: int = 2, label_names=None
+    ) -> None:
+        super().__init__(encoder, head, optimizer, scheduler)
+        self.num_labels = num_labels
+        self.label_names = list(label_names) if label_names is not None else None
+        metrics = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes=num_labels, average="micro"),
+                "f1_macro": MulticlassF1Score(num_classes=num_labels, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def forward(self, batch) -> torch.Tensor:
+        mask = batch.get("attention_mask")
+        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
+        return self.head(hidden, mask)  # B,num_labels
+
+    def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        logits = self(batch)
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        metrics.update(logits.detach().argmax(-1), batch["labels"])
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, self.test_metrics, "test")
+
+    def predict_step(self, batch, batch_idx):
+        return torch.softmax(self(batch).float(), -1)

@@ -1,0 +1,88 @@
+"""Masked-language-model pre-training: encoder + MLM head, loss only at the masked positions."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric, MetricCollection
+
+from encoderlab.tasks.base import EncoderTask
+
+
+def masked_lm_logits(
+    encoder: nn.Module, head: nn.Module, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits [M, V] and targets [M] for the M selected positions of the batch.
+
+    The vocabulary projection runs only where ``labels != -100`` (about 15 % of tokens), which removes most
+    of an MLM step's cost at small and medium model sizes; the encoder's last layer, too, finishes only those
+    positions (``output_positions``). An optional ``batch["masked_positions"]`` (LongTensor [B, K], a fixed
+    count of masked positions per sequence) selects by gather instead: static shapes, no host sync, which
+    suits ``torch.compile`` and GPUs; the labels at those positions are the targets.
+    """
+    labels = batch["labels"]
+    positions = batch.get("masked_positions")
+    selected = labels != -100 if positions is None else positions  # B,S bool | B,K long
+    hidden = encoder(
+        batch["input_ids"],
+        batch.get("attention_mask"),
+        batch.get("token_type_ids"),
+        output_positions=selected,
+    )  # M,H
+    targets = labels[selected] if positions is None else labels.gather(1, positions).flatten()
+    return head(hidden), targets  # [M,V], [M]
+
+
+def masked_lm_loss(encoder: nn.Module, head: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    logits, targets = masked_lm_logits(encoder, head, batch)
+    return F.cross_entropy(logits.float(), targets)
+
+
+class MaskedLMTask(EncoderTask):
+    """Logs ``{stage}/loss``, ``{stage}/acc`` (masked-token accuracy) and ``{stage}/perplexity``."""
+
+    def __init__(self, encoder, head, optimizer, scheduler=None) -> None:
+        super().__init__(encoder, head, optimizer, scheduler)
+        # Token-weighted means. (A vocabulary-sized MulticlassAccuracy would build a V×V confusion count.)
+        metrics = MetricCollection({"acc": MeanMetric(), "nll": MeanMetric()})
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+
+    def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        logits, targets = masked_lm_logits(self.encoder, self.head, batch)
+        loss = F.cross_entropy(logits.float(), targets)
+        correct = (logits.detach().argmax(-1) == targets).float()
+        metrics[f"{stage}/acc"].update(correct.mean(), weight=targets.numel())
+        metrics[f"{stage}/nll"].update(loss.detach(), weight=targets.numel())
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        self.log(
+            f"{stage}/acc", metrics[f"{stage}/acc"], on_step=False, on_epoch=True, prog_bar=stage == "val"
+        )
+        return loss
+
+    def _log_perplexity(self, metrics: MetricCollection, stage: str) -> None:
+        nll = metrics[f"{stage}/nll"]
+        if nll.update_count:
+            self.log(f"{stage}/perplexity", torch.exp(nll.compute()), prog_bar=stage == "val")
+        nll.reset()
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, self.test_metrics, "test")
+
+    def on_train_epoch_end(self):
+        self._log_perplexity(self.train_metrics, "train")
+
+    def on_validation_epoch_end(self):
+        self._log_perplexity(self.val_metrics, "val")
+
+    def on_test_epoch_end(self):
+        self._log_perplexity(self.test_metrics, "test")

@@ -1,0 +1,84 @@
+"""``run.json``: what a run was (code commit, package versions, seed, times, status)."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import encoderlab
+from encoderlab.training.files import write_json
+
+PACKAGES = (
+    "encoderlab",
+    "torch",
+    "pytorch-lightning",
+    "hydra-core",
+    "omegaconf",
+    "torchmetrics",
+    "tokenizers",
+    "safetensors",
+    "numpy",
+    "transformers",
+    "peft",
+    "datasets",
+)
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_state(repo: Path | None = None) -> dict:
+    """Commit and dirty flag of the encoderlab checkout (null when installed from a wheel)."""
+    repo = repo or Path(encoderlab.__file__).resolve().parents[2]
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class RunRecord:
+    """Written at start (status ``running``) and rewritten at the end (``completed`` or ``failed``)."""
+
+    def __init__(self, run_dir: str | Path, seed: int | None, overrides: list[str] | None = None) -> None:
+        self.path = Path(run_dir) / "run.json"
+        self.data = {
+            "status": "running",
+            "started": now(),
+            "ended": None,
+            "seed": seed,
+            "overrides": list(overrides or []),
+            "command": sys.argv,
+            "git": git_state(),
+            "python": platform.python_version(),
+            "packages": package_versions(),
+        }
+
+    def start(self) -> None:
+        write_json(self.path, self.data)
+
+    def finish(self, status: str, **extra) -> None:
+        self.data.update(status=status, ended=now(), **extra)
+        write_json(self.path, self.data)

@@ -1,0 +1,161 @@
+"""Shared fixtures: a small data directory laid out like the real one, and helpers to run the CLI."""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONF_DIR = REPO / "conf"
+
+POSITIVE = ["good", "great", "charming", "wonderful", "moving", "brilliant", "funny", "smart"]
+NEGATIVE = ["bad", "dull", "boring", "awful", "tedious", "bleak", "weak", "messy"]
+FILLER = [
+    "the",
+    "film",
+    "story",
+    "movie",
+    "plot",
+    "actors",
+    "director",
+    "scene",
+    "cast",
+    "music",
+    "script",
+    "it",
+    "is",
+    "was",
+    "a",
+    "an",
+    "and",
+    "of",
+    "to",
+    "in",
+    "with",
+    "this",
+    "that",
+    "for",
+    "on",
+    "as",
+    "its",
+    "by",
+    "from",
+    "at",
+    "but",
+    "very",
+    "quite",
+    "rather",
+    "often",
+    "never",
+    "always",
+]
+
+
+def _sentence(rng: random.Random, words: list[str], n: int) -> str:
+    return " ".join(rng.choice(words) for _ in range(n))
+
+
+def labelled_rows(n: int, seed: int, names=("0", "1")) -> list[tuple[str, str]]:
+    """Sentences whose label is given away by one sentiment word, so a tiny model can learn it."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        label = rng.randrange(2)
+        cue = rng.choice(POSITIVE if label else NEGATIVE)
+        words = _sentence(rng, FILLER, rng.randint(3, 12)).split()
+        words.insert(rng.randrange(len(words) + 1), cue)
+        rows.append((" ".join(words), names[label]))
+    return rows
+
+
+def write_tsv(path: Path, rows, header=("text", "label")) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\t".join(header) + "\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    return path
+
+
+def write_corpus(path: Path, paragraphs: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(paragraphs):
+        if i % 10 == 0:
+            lines += ["", f" = Article {i} = ", ""]
+        lines.append(_sentence(rng, FILLER + POSITIVE + NEGATIVE, rng.randint(20, 60)) + " .")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A data directory with the real data sets' layout and formats, in miniature."""
+    root = tmp_path_factory.mktemp("data")
+    write_corpus(root / "wiki_en/train.txt", 400, seed=1)
+    write_corpus(root / "wiki_en/valid.txt", 40, seed=2)
+    write_tsv(root / "sst2/train.tsv", labelled_rows(300, 3))
+    write_tsv(root / "sst2/dev.tsv", labelled_rows(60, 4))
+    write_tsv(root / "sst2/test.tsv", labelled_rows(60, 5))
+    names = ("negative", "positive")
+    write_tsv(
+        root / "financial_phrasebank/train.tsv", labelled_rows(120, 6, names) + [("flat year", "neutral")]
+    )
+    write_tsv(root / "financial_phrasebank/dev.tsv", labelled_rows(30, 7, names) + [("flat", "neutral")])
+    write_tsv(root / "financial_phrasebank/test.tsv", labelled_rows(30, 8, names) + [("level", "neutral")])
+    write_tsv(
+        root / "banking77/train.tsv",
+        [(t, f"intent_{i % 77}") for i, (t, _) in enumerate(labelled_rows(400, 9))],
+    )
+    write_tsv(
+        root / "banking77/test.tsv",
+        [(t, f"intent_{i % 77}") for i, (t, _) in enumerate(labelled_rows(154, 10))],
+    )
+    return root
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """Shared between tests so tokenizers and token caches are built once per session."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def cli_env(data_dir: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ENCODERLAB_DATA_DIR=str(data_dir),
+        ENCODERLAB_CACHE_DIR=str(cache_dir),
+        WANDB_MODE="offline",
+        PYTHONWARNINGS="ignore",
+        HYDRA_FULL_ERROR="0",
+    )
+    env.update(extra)
+    return env
+
+
+# Small and fast for every CLI test: the tiny encoder, short sequences, a few steps.
+FAST = [
+    "encoder=tiny",
+    "data.vocab_size=400",
+    "data.max_seq_len=32",
+    "data.batch_size=8",
+    "trainer.limit_train_batches=4",
+    "trainer.limit_val_batches=2",
+    "trainer.limit_test_batches=2",
+    "trainer.enable_progress_bar=false",
+    "~callbacks.progress_bar",
+]
+
+
+def run_train(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "encoderlab.train", *args],
+        env=env,
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
