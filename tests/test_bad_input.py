@@ -35,7 +35,9 @@ def test_missing_data_file(tmp_path, env):
 
 def test_empty_data_file(tmp_path, env):
     (tmp_path / "empty.tsv").write_text("")
-    assert_clean_failure(run_train(finetune(tmp_path, f"data.train_file={tmp_path}/empty.tsv"), env), "empty.tsv")
+    assert_clean_failure(
+        run_train(finetune(tmp_path, f"data.train_file={tmp_path}/empty.tsv"), env), "empty.tsv"
+    )
 
 
 def test_missing_column(tmp_path, env):
@@ -52,12 +54,16 @@ def test_num_labels_disagrees_with_data(tmp_path, env):
 
 
 def test_init_path_missing(tmp_path, env):
-    line = assert_clean_failure(run_train(finetune(tmp_path, "init=pretrained", f"init.path={tmp_path}/x"), env))
+    line = assert_clean_failure(
+        run_train(finetune(tmp_path, "init=pretrained", f"init.path={tmp_path}/x"), env)
+    )
     assert "does not exist" in line
 
 
 def test_init_path_not_an_export(tmp_path, env):
-    line = assert_clean_failure(run_train(finetune(tmp_path, "init=pretrained", f"init.path={tmp_path}"), env))
+    line = assert_clean_failure(
+        run_train(finetune(tmp_path, "init=pretrained", f"init.path={tmp_path}"), env)
+    )
     assert "not an encoder export" in line
 
 

@@ -17,7 +17,9 @@ from tests.conftest import CONF_DIR, FAST, cli_env, run_train
 @pytest.fixture(scope="module")
 def pretrained(data_dir, cache_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("runs") / "pretrain"
-    result = run_train(["experiment=pretrain_mlm", *FAST, f"hydra.run.dir={run_dir}"], cli_env(data_dir, cache_dir))
+    result = run_train(
+        ["experiment=pretrain_mlm", *FAST, f"hydra.run.dir={run_dir}"], cli_env(data_dir, cache_dir)
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
 
@@ -26,10 +28,16 @@ def test_pretraining_run_directory(pretrained):
     files = {p.name for p in pretrained.iterdir()}
     assert {".hydra", "checkpoints", "metrics.json", "run.json", "encoder", "mlm_head.safetensors"} <= files
     assert (pretrained / "checkpoints/last.ckpt").is_file()
-    assert {p.name for p in (pretrained / "encoder").iterdir()} >= {"model.safetensors", "encoder.json", "tokenizer.json"}
+    assert {p.name for p in (pretrained / "encoder").iterdir()} >= {
+        "model.safetensors",
+        "encoder.json",
+        "tokenizer.json",
+    }
     metrics = json.loads((pretrained / "metrics.json").read_text())
     assert {"val/loss", "val/acc", "val/perplexity", "params/trainable"} <= set(metrics)
-    assert metrics["val/perplexity"] == pytest.approx(torch.tensor(metrics["val/loss"]).exp().item(), rel=1e-3)
+    assert metrics["val/perplexity"] == pytest.approx(
+        torch.tensor(metrics["val/loss"]).exp().item(), rel=1e-3
+    )
     record = json.loads((pretrained / "run.json").read_text())
     assert record["status"] == "completed" and record["seed"] == 42
     assert {"torch", "pytorch-lightning", "hydra-core"} <= set(record["packages"])

@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from encoderlab.errors import UserError
-from encoderlab.training.files import write_json
+from encoderlab.files import write_json
 
 console = Console()
 

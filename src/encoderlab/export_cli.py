@@ -22,10 +22,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from encoderlab.errors import UserError
+from encoderlab.files import atomic_directory
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.training import hf
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, load_encoder, read_export_config
-from encoderlab.training.files import atomic_directory
 from encoderlab.training.weights import load_strict, strip_wrapper_prefixes
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"

@@ -16,13 +16,14 @@ import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ProgressBar
 
 from encoderlab.errors import UserError
+from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
-from encoderlab.training.files import write_json
 from encoderlab.training.freeze import freeze
 from encoderlab.training.run_record import RunRecord
 
@@ -73,6 +74,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     validated = LastValidatedStep()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [validated]
+    if not cfg.trainer.get("enable_progress_bar", True):
+        # Lightning refuses a progress-bar callback when bars are off; honour the trainer switch.
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
@@ -87,7 +91,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             trainer.validate(task, datamodule=datamodule, verbose=False)
             metrics.update(_final_metrics(trainer))
         save_last_checkpoint(trainer, run_dir / "checkpoints")
-    if cfg.get("test") and getattr(datamodule, "test_dataset", None) is not None:
+    if cfg.get("test") and datamodule.has_test:
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics.update(_final_metrics(trainer))
     metrics.update({"params/trainable": trainable, "params/total": total, "time/fit_seconds": fit_seconds})

@@ -14,7 +14,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("transformers")
 
 import transformers  # noqa: E402
-from interop_helpers import TEXTS, perturb, small_bert_config  # noqa: E402
+
+from tests.interop.interop_helpers import TEXTS, perturb, small_bert_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 import transformers
-from interop_helpers import SENTENCES, batch, perturb
 
 from encoderlab.data import load_tokenizer
 from encoderlab.export_cli import export_run, main
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead, SequenceClassifier
 from encoderlab.training.export import export_encoder, load_encoder, save_mlm_head
+from tests.interop.interop_helpers import SENTENCES, batch, perturb
 
 TOL = 1e-5
 LABELS = ["negative", "neutral", "positive"]

@@ -7,7 +7,6 @@ import json
 import pytest
 import torch
 import transformers
-from interop_helpers import SENTENCES, batch, perturb, small_bert_config
 from safetensors.torch import load_file, save_file
 
 from encoderlab.errors import UserError
@@ -17,6 +16,7 @@ from encoderlab.training.hf import (
     load_hf_encoder,
     name_map,
 )
+from tests.interop.interop_helpers import SENTENCES, batch, perturb, small_bert_config
 
 TOL = 1e-5
 

@@ -56,17 +56,21 @@ class MaskedLMTask(EncoderTask):
         correct = (logits.detach().argmax(-1) == targets).float()
         metrics[f"{stage}/acc"].update(correct.mean(), weight=targets.numel())
         metrics[f"{stage}/nll"].update(loss.detach(), weight=targets.numel())
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        if stage == "train":
+            self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
         self.log(
             f"{stage}/acc", metrics[f"{stage}/acc"], on_step=False, on_epoch=True, prog_bar=stage == "val"
         )
         return loss
 
     def _log_perplexity(self, metrics: MetricCollection, stage: str) -> None:
+        # Epoch loss and perplexity from one token-weighted mean, so perplexity == exp(loss) exactly.
         nll = metrics[f"{stage}/nll"]
         if nll.update_count:
-            self.log(f"{stage}/perplexity", torch.exp(nll.compute()), prog_bar=stage == "val")
+            mean_nll = nll.compute()
+            if stage != "train":
+                self.log(f"{stage}/loss", mean_nll, prog_bar=True)
+            self.log(f"{stage}/perplexity", torch.exp(mean_nll), prog_bar=stage == "val")
         nll.reset()
 
     def training_step(self, batch, batch_idx):

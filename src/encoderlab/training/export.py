@@ -17,8 +17,8 @@ from torch import nn
 
 import encoderlab
 from encoderlab.errors import UserError
+from encoderlab.files import atomic_directory, write_json
 from encoderlab.models.encoder import Encoder, EncoderConfig
-from encoderlab.training.files import atomic_directory, write_json
 from encoderlab.training.weights import load_strict
 
 FORMAT = "encoderlab-encoder"

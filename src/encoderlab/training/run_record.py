@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 import encoderlab
-from encoderlab.training.files import write_json
+from encoderlab.files import write_json
 
 PACKAGES = (
     "encoderlab",

@@ -28,25 +28,37 @@ def write_json(path: str | Path, data) -> None:
 
 
 @contextmanager
-def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory beside ``path``; on success it replaces ``path`` in one rename.
+def atomic_directory(path: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; on success it becomes ``path`` in one rename.
 
     If the body raises, the temporary directory is removed and an existing ``path`` is left untouched.
+    With ``replace=False`` (content-addressed caches) an existing ``path`` wins: another process published
+    the same key first and its content is equivalent.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the export from other users
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide the directory from other users
     try:
         yield tmp
-    except BaseException:
+        if replace:
+            _replace_directory(tmp, path)
+        else:
+            try:
+                os.replace(tmp, path)
+            except OSError:
+                if not path.is_dir():
+                    raise
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def _replace_directory(new: Path, path: Path) -> None:
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
-    os.replace(tmp, path)
+    os.replace(new, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
