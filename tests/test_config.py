@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -43,7 +42,18 @@ def resolve_target(path: str):
 
 
 def test_every_group_of_the_contract_exists():
-    contract = {"encoder", "head", "task", "data", "optimizer", "scheduler", "init", "freeze", "trainer", "logger"}
+    contract = {
+        "encoder",
+        "head",
+        "task",
+        "data",
+        "optimizer",
+        "scheduler",
+        "init",
+        "freeze",
+        "trainer",
+        "logger",
+    }
     assert contract <= set(GROUPS)
     assert {"tiny", "mini", "small", "medium", "base"} <= set(options("encoder"))
     assert {"none", "encoder", "bottom_k"} <= set(options("freeze"))
