@@ -143,6 +143,7 @@ FAST = [
     "data.max_seq_len=32",
     "data.batch_size=8",
     "trainer.limit_train_batches=4",
+    "trainer.max_steps=4",
     "trainer.limit_val_batches=2",
     "trainer.limit_test_batches=2",
     "trainer.enable_progress_bar=false",

@@ -74,10 +74,13 @@ def test_unknown_group_option(tmp_path, env):
 
 def test_existing_run_directory_is_not_overwritten(tmp_path, env):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps({"status": "completed"}))
+    (run_dir / ".hydra/config.yaml").write_text("seed: 1\n")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
     assert_clean_failure(run_train(finetune(tmp_path), env), "already holds a run")
-    assert json.loads((run_dir / "run.json").read_text()) == {"status": "completed"}
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.stat().st_size}
+    assert after == before
 
 
 def test_failed_run_is_recorded(tmp_path, env):

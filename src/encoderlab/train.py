@@ -21,6 +21,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
+from encoderlab.run_dirs import LAST_CHECKPOINT, register_resolvers, resume_config
 from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
@@ -29,6 +30,7 @@ from encoderlab.training.run_record import RunRecord
 
 log = logging.getLogger("encoderlab")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+register_resolvers()
 
 
 def build_task(cfg: DictConfig):
@@ -58,7 +60,20 @@ def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
+def _instantiate_loggers(cfg: DictConfig, record: RunRecord) -> list:
+    loggers = []
+    for name, conf in (cfg.get("logger") or {}).items():
+        # A resumed run continues the same W&B run rather than starting a new one.
+        same_run = (
+            {"id": record.data["wandb_id"], "resume": "allow"}
+            if name == "wandb" and record.data.get("wandb_id")
+            else {}
+        )
+        loggers.append(instantiate(conf, **same_run))
+    return loggers
+
+
+def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) -> dict[str, float]:
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
     datamodule, task = build_task(cfg)
@@ -71,7 +86,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         100 * trainable / total,
     )
 
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = _instantiate_loggers(cfg, record)
     validated = LastValidatedStep()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [validated]
     if not cfg.trainer.get("enable_progress_bar", True):
@@ -80,9 +95,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        if type(logger).__name__ == "WandbLogger":
+            record.data["wandb_id"] = logger.version
 
     started = time.perf_counter()
-    trainer.fit(task, datamodule=datamodule)
+    # On resume Lightning restores weights, optimizer, scheduler and loop state; freezing was re-applied above.
+    trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     fit_seconds = time.perf_counter() - started
     metrics = _final_metrics(trainer)
     if not trainer.fast_dev_run:
@@ -111,15 +129,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def run(cfg: DictConfig) -> float | None:
     """Train with a run record around it; returns ``cfg.optimized_metric`` for sweepers."""
     run_dir = Path(cfg.paths.output_dir)
-    if (run_dir / "run.json").exists():
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    checkpoint = None
+    if cfg.get("resume"):
+        cfg = resume_config(run_dir, overrides)
+        checkpoint = run_dir / LAST_CHECKPOINT
+        record = RunRecord.resume(run_dir, overrides)
+    elif (run_dir / "run.json").exists():
         raise UserError(
             f"{run_dir} already holds a run — choose a new hydra.run.dir (it is never overwritten)"
         )
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    record = RunRecord(run_dir, seed=cfg.seed, overrides=overrides)
+    else:
+        record = RunRecord(run_dir, seed=cfg.seed, overrides=overrides)
     record.start()
     try:
-        metrics = train(cfg)
+        metrics = train(cfg, record, checkpoint)
     except BaseException as err:
         record.finish("failed", error=f"{type(err).__name__}: {err}".splitlines()[0])
         raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -75,6 +76,18 @@ class RunRecord:
             "python": platform.python_version(),
             "packages": package_versions(),
         }
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, overrides: list[str]) -> RunRecord:
+        """The existing record of ``run_dir``, marked running again, with this resume noted."""
+        record = cls.__new__(cls)
+        record.path = Path(run_dir) / "run.json"
+        record.data = json.loads(record.path.read_text())
+        record.data.setdefault("resumes", []).append(
+            {"at": now(), "overrides": overrides, "git": git_state()}
+        )
+        record.data.update(status="running", ended=None)
+        return record
 
     def start(self) -> None:
         write_json(self.path, self.data)

@@ -1,0 +1,71 @@
+"""Where a run writes, and resuming into an existing run directory (``resume=RUN_DIR`` / ``resume=latest``).
+
+An edge module (like ``train.py``): it knows Hydra's config layout. The resolvers are registered before
+Hydra composes, so ``hydra.run.dir`` can point back at the run being resumed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from encoderlab.errors import UserError
+
+LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+SAVED_CONFIG = Path(".hydra") / "config.yaml"
+
+
+def latest_run(runs_root: str | Path) -> Path | None:
+    """The run under ``runs_root`` whose ``last.ckpt`` was written most recently."""
+    candidates = [p.parent.parent for p in Path(runs_root).glob(f"*/{LAST_CHECKPOINT}")]
+    return max(candidates, key=lambda p: (p / LAST_CHECKPOINT).stat().st_mtime, default=None)
+
+
+def _run_dir(resume: str | None, new_dir: str) -> str:
+    if not resume:
+        return new_dir
+    if resume == "latest":
+        found = latest_run(Path(new_dir).parent)
+        return str(found) if found else new_dir
+    return str(resume)
+
+
+def _hydra_subdir(resume: str | None, run_dir: str) -> str | None:
+    """Where Hydra saves this invocation's config inside the run directory."""
+    if resume:
+        # A resumed run keeps its original .hydra/ files; the resume's own go beside them.
+        return f".hydra/resumed-{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
+    if (Path(run_dir) / "run.json").exists():
+        return None  # the entry point will refuse this directory: write nothing into it
+    return ".hydra"
+
+
+def register_resolvers() -> None:
+    OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
+    OmegaConf.register_new_resolver("hydra_subdir", _hydra_subdir, replace=True)
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The resumed run's saved config, with plain ``key=value`` overrides from this command applied."""
+    checkpoint = run_dir / LAST_CHECKPOINT
+    if not checkpoint.is_file() or not (run_dir / SAVED_CONFIG).is_file():
+        raise UserError(
+            f"nothing to resume in {run_dir} (no {LAST_CHECKPOINT} with {SAVED_CONFIG}) — "
+            "pass resume=RUN_DIR of a run that saved a checkpoint, or drop resume= to start a new run"
+        )
+    saved = OmegaConf.load(run_dir / SAVED_CONFIG)
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key == "resume":
+            continue
+        current = OmegaConf.select(saved, key, default=None)
+        if key.startswith(("~", "+")) or isinstance(current, DictConfig):
+            raise UserError(
+                f"cannot change '{key}' when resuming — only plain values like trainer.max_steps=... can change"
+            )
+        OmegaConf.update(saved, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=False)
+    saved.paths.output_dir = str(run_dir)
+    saved.resume = str(run_dir)
+    return saved
