@@ -14,6 +14,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
@@ -161,12 +162,25 @@ def find_user_error(err: BaseException | None) -> UserError | None:
     return None
 
 
+def in_sweep() -> bool:
+    """True inside a job of ``encoderlab-train -m ...`` (any launcher, any sweeper)."""
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
     except Exception as err:
         user_error = find_user_error(err)
+        if in_sweep():
+            # One failed job must not end the sweep: run.json records it ("failed" + the error line) and
+            # the sweep report (encoderlab.sweep_report) lists it at the end. None = a failed Optuna trial.
+            if user_error is None:
+                log.exception("job failed: %s", f"{type(err).__name__}: {err}".splitlines()[0])
+            else:
+                log.error("error: %s", user_error)
+            return None
         if user_error is None:
             raise
         print(f"error: {user_error}", file=sys.stderr)
