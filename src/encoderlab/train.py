@@ -27,6 +27,8 @@ from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
 from encoderlab.training.freeze import freeze
+from encoderlab.training.redact import redact, redact_argv, redact_yaml_files
+from encoderlab.training.run_loading import save_run_tokenizer
 from encoderlab.training.run_record import RunRecord
 
 log = logging.getLogger("encoderlab")
@@ -95,7 +97,7 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks)
     for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
         if type(logger).__name__ == "WandbLogger":
             record.data["wandb_id"] = logger.version
 
@@ -118,6 +120,7 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     if trainer.is_global_zero and not trainer.fast_dev_run:
         if hasattr(datamodule, "save_label_map"):
             datamodule.save_label_map(run_dir / "label_map.json")
+            save_run_tokenizer(datamodule.tokenizer_dir, run_dir)  # the run alone can tokenize for predict
         if isinstance(task, MaskedLMTask):
             # Stage 1's product: the encoder alone, plus the MLM head kept aside for prompt-style reuse.
             export_encoder(task.encoder, datamodule.tokenizer_dir, run_dir / "encoder")
@@ -130,6 +133,9 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
 def run(cfg: DictConfig) -> float | None:
     """Train with a run record around it; returns ``cfg.optimized_metric`` for sweepers."""
     run_dir = Path(cfg.paths.output_dir)
+    # Secrets typed into overrides: mask them in what Hydra saved and in the argv that loggers (W&B) record.
+    redact_yaml_files(run_dir / ".hydra")
+    sys.argv[:] = redact_argv(sys.argv)
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     checkpoint = None
     if cfg.get("resume"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import encoderlab
 from encoderlab.files import write_json
+from encoderlab.training.redact import redact, redact_argv
 
 PACKAGES = (
     "encoderlab",
@@ -70,8 +71,8 @@ class RunRecord:
             "started": now(),
             "ended": None,
             "seed": seed,
-            "overrides": list(overrides or []),
-            "command": sys.argv,
+            "overrides": redact_argv(list(overrides or [])),
+            "command": redact_argv(sys.argv),
             "git": git_state(),
             "python": platform.python_version(),
             "packages": package_versions(),
@@ -84,7 +85,7 @@ class RunRecord:
         record.path = Path(run_dir) / "run.json"
         record.data = json.loads(record.path.read_text())
         record.data.setdefault("resumes", []).append(
-            {"at": now(), "overrides": overrides, "git": git_state()}
+            {"at": now(), "overrides": redact_argv(overrides), "git": git_state()}
         )
         record.data.update(status="running", ended=None)
         return record
@@ -93,5 +94,5 @@ class RunRecord:
         write_json(self.path, self.data)
 
     def finish(self, status: str, **extra) -> None:
-        self.data.update(status=status, ended=now(), **extra)
+        self.data.update(status=status, ended=now(), **redact(extra))
         write_json(self.path, self.data)
