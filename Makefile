@@ -35,7 +35,7 @@ format: $(VENV)/.all
 	$(VENV)/bin/ruff format .
 
 bench: $(VENV)/.all  ## speed against Hugging Face transformers (docs/performance.md)
-	bash benchmarks/run_all.sh
+	PYTHON=$(PY) bash benchmarks/run_all.sh
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -33,6 +33,7 @@ def test_demo_runs_every_stage_and_prints_the_comparison(data_dir, cache_dir, tm
         "linear probe (pre-trained, frozen)",
         "fine-tune (scratch)",
     ]
+    assert (out / "comparison.png").read_bytes().startswith(b"\x89PNG")
     probe, scratch = rows[2], rows[3]
     assert probe["params/trainable"] < scratch["params/trainable"] == scratch["params/total"]
     for title in ("fine-tune (pre-trained)", "linear probe", "val acc", "trainable params"):

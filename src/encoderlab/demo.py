@@ -24,6 +24,7 @@ from rich.table import Table
 
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
+from encoderlab.reporting.plots import bar_chart_png
 
 console = Console()
 
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     print_table(rows)
     write_json(root / "comparison.json", rows)
-    console.print(f"runs and comparison.json in {root}")
+    chart = bar_chart_png("SST-2 dev accuracy", {r["stage"]: r["val/acc"] for r in rows[1:]}, "val/acc")
+    (root / "comparison.png").write_bytes(chart)
+    console.print(f"runs, comparison.json and comparison.png in {root}")
 
 
 if __name__ == "__main__":

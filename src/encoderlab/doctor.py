@@ -34,6 +34,7 @@ from rich.table import Table
 
 from encoderlab.data.readers import read_table
 from encoderlab.errors import UserError
+from encoderlab.files import read_json_object
 from encoderlab.training import run_loading as rl
 
 SEVERITIES = ("error", "warning", "info")
@@ -71,14 +72,6 @@ def _float(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 @dataclass
@@ -171,7 +164,9 @@ def load_run(run_dir: str | Path) -> Run:
             f"{path} is not a run directory (no run.json or .hydra/config.yaml) — pass a training run's "
             "output directory (outputs/<task_name>/runs/<time>)"
         )
-    run = Run(path=path, metrics=_read_json(path / rl.METRICS), record=_read_json(path / rl.RUN_RECORD))
+    run = Run(
+        path=path, metrics=read_json_object(path / rl.METRICS), record=read_json_object(path / rl.RUN_RECORD)
+    )
     try:
         run.config = rl.read_run_config(path)
     except UserError:

@@ -27,6 +27,15 @@ def write_json(path: str | Path, data) -> None:
         raise
 
 
+def read_json_object(path: str | Path) -> dict:
+    """A JSON object from ``path``, or {} when the file is missing, unreadable or not an object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 @contextmanager
 def atomic_directory(path: str | Path, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; on success it becomes ``path`` in one rename.

@@ -31,6 +31,7 @@ import torch
 from tokenizers import Tokenizer
 
 from encoderlab.data.collators import PaddingCollator
+from encoderlab.data.readers import parse_jsonl_line
 from encoderlab.data.tokenizer import special_token_ids
 from encoderlab.errors import UserError
 from encoderlab.training.run_loading import RunClassifier, load_classifier
@@ -72,14 +73,7 @@ def _table_rows(stream: TextIO, fmt: str, column: str, name: str) -> Iterator[st
         for n, line in enumerate(stream, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise UserError(
-                    f"line {n} of {name} is not valid JSON ({err.msg}) — write one JSON object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise UserError(f"line {n} of {name} is not a JSON object — write one JSON object per line")
+            row = parse_jsonl_line(line, n, name)
             if column not in row:
                 raise UserError(
                     f"line {n} of {name} has no '{column}' field (fields: {', '.join(row)}) — {hint}"

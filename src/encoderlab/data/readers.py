@@ -138,6 +138,19 @@ def _read_delimited(p: Path, delimiter: str) -> tuple[list[dict], list[str]]:
     return rows, header
 
 
+def parse_jsonl_line(line: str, n: int, source) -> dict:
+    """Line ``n`` of a JSONL file as a dict; a clear error when it is not one JSON object."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise UserError(
+            f"line {n} of {source} is not valid JSON ({e.msg}) — write one JSON object per line"
+        ) from None
+    if not isinstance(row, dict):
+        raise UserError(f"line {n} of {source} is not a JSON object — write one JSON object per line")
+    return row
+
+
 def _read_jsonl(p: Path) -> tuple[list[dict], list[str]]:
     rows: list[dict] = []
     available: dict[str, None] = {}
@@ -145,14 +158,7 @@ def _read_jsonl(p: Path) -> tuple[list[dict], list[str]]:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(
-                    f"line {n} of {p} is not valid JSON ({e.msg}) — write one JSON object per line"
-                ) from None
-            if not isinstance(row, dict):
-                raise UserError(f"line {n} of {p} is not a JSON object — write one JSON object per line")
+            row = parse_jsonl_line(line, n, p)
             available.update(dict.fromkeys(row))
             rows.append(row)
     return rows, list(available)

@@ -40,6 +40,27 @@ def line_chart_png(title: str, lines: Mapping[str, Curve], xlabel: str = "step",
     return buffer.getvalue()
 
 
+def bar_chart_png(title: str, values: Mapping[str, float], ylabel: str = "") -> bytes:
+    """One horizontal bar per label, its value printed at the bar's end, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 0.6 + 0.5 * len(values)), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    labels, heights = list(values), list(values.values())
+    bars = ax.barh(labels, heights, color="#4C72B0")
+    ax.bar_label(bars, fmt="%.3f", padding=3)
+    ax.invert_yaxis()  # first label on top
+    ax.set_xlim(0, max(heights) * 1.15 if heights else 1)
+    ax.set_title(title)
+    ax.set_xlabel(ylabel)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
 def learning_curve_pngs(
     curves: Mapping[str, Mapping[str, Curve]], metrics: Sequence[str] | None = None
 ) -> dict[str, bytes]:

@@ -8,7 +8,6 @@ runs is expanded into the runs below it. Everything is read as plain JSON / YAML
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from encoderlab.errors import UserError
+from encoderlab.files import read_json_object
 
 RUN_MARKERS = ("run.json", "metrics.json", ".hydra/overrides.yaml")
 CURVES = Path("csv") / "metrics.csv"
@@ -57,14 +57,6 @@ def is_run_dir(path: Path) -> bool:
     return any((path / marker).is_file() for marker in RUN_MARKERS)
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def _read_yaml(path: Path):
     try:
         return yaml.safe_load(path.read_text())
@@ -82,7 +74,7 @@ def parse_override(override: str) -> tuple[str, str]:
 
 
 def load_run(path: Path, name: str | None = None) -> Run:
-    record = _read_json(path / "run.json")
+    record = read_json_object(path / "run.json")
     overrides = _read_yaml(path / ".hydra" / "overrides.yaml")
     if not isinstance(overrides, list):
         overrides = record.get("overrides") or []
@@ -91,7 +83,7 @@ def load_run(path: Path, name: str | None = None) -> Run:
     config = _read_yaml(path / ".hydra" / "config.yaml")
     metrics = {
         k: float(v)
-        for k, v in _read_json(path / "metrics.json").items()
+        for k, v in read_json_object(path / "metrics.json").items()
         if isinstance(v, int | float) and not isinstance(v, bool)
     }
     parsed = dict(parse_override(o) for o in overrides)

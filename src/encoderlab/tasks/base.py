@@ -43,6 +43,16 @@ class EncoderTask(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    # Subclasses define ``_step(batch, metrics, stage)`` and one metric collection per stage.
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, self.train_metrics, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, self.val_metrics, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, self.test_metrics, "test")
+
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters, each tensor counted once even when tied."""
         unique = {id(p): p for p in self.parameters()}.values()

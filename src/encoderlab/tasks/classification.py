@@ -43,14 +43,5 @@ class SequenceClassificationTask(EncoderTask):
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, self.train_metrics, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, self.val_metrics, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, self.test_metrics, "test")
-
     def predict_step(self, batch, batch_idx):
         return torch.softmax(self(batch).float(), -1)

@@ -73,15 +73,6 @@ class MaskedLMTask(EncoderTask):
             self.log(f"{stage}/perplexity", torch.exp(mean_nll), prog_bar=stage == "val")
         nll.reset()
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, self.train_metrics, "train")
-
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, self.val_metrics, "val")
-
-    def test_step(self, batch, batch_idx):
-        self._step(batch, self.test_metrics, "test")
-
     def on_train_epoch_end(self):
         self._log_perplexity(self.train_metrics, "train")
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from encoderlab.data import load_tokenizer, save_tokenizer, special_token_ids
 from encoderlab.errors import UserError
 from encoderlab.models.encoder import Encoder, EncoderConfig
-from encoderlab.training.weights import load_strict, strip_wrapper_prefixes
+from encoderlab.training.weights import few_keys, load_strict, strip_wrapper_prefixes
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 SUPPORTED_ARCHITECTURES = (
@@ -235,12 +235,6 @@ def read_hf_state(directory: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _few(keys: Iterable[str], limit: int = 6) -> str:
-    keys = sorted(keys)
-    shown = ", ".join(keys[:limit])
-    return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
-
-
 def state_from_hf(
     state: Mapping[str, torch.Tensor], config: EncoderConfig, source: str
 ) -> dict[str, torch.Tensor]:
@@ -267,9 +261,9 @@ def state_from_hf(
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing keys: {_few(missing)}")
+            parts.append(f"missing keys: {few_keys(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {_few(unexpected)}")
+            parts.append(f"unexpected keys: {few_keys(unexpected)}")
         raise UserError(
             f"{source} does not match its config.json as a BERT encoder ({config.layers} layers) — "
             f"{'; '.join(parts)} — use an unmodified Hugging Face BERT checkpoint"

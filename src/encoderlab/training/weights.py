@@ -26,7 +26,7 @@ def strip_wrapper_prefixes(state: Mapping[str, torch.Tensor]) -> dict[str, torch
     return cleaned
 
 
-def _few(keys: Iterable[str], limit: int = 6) -> str:
+def few_keys(keys: Iterable[str], limit: int = 6) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:limit])
     return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
@@ -47,9 +47,9 @@ def load_strict(
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing keys: {_few(missing)}")
+            parts.append(f"missing keys: {few_keys(missing)}")
         if unexpected:
-            parts.append(f"unexpected keys: {_few(unexpected)}")
+            parts.append(f"unexpected keys: {few_keys(unexpected)}")
         raise UserError(
             f"{source} does not match the encoder config — {'; '.join(parts)} — "
             "export it again or use the encoder config it was saved with"
@@ -62,7 +62,7 @@ def load_strict(
     if mismatched:
         raise UserError(
             f"{source} has tensors whose shapes disagree with the encoder config (file vs config): "
-            f"{_few(mismatched, 4)} — export it again or use the encoder config it was saved with"
+            f"{few_keys(mismatched, 4)} — export it again or use the encoder config it was saved with"
         )
     with torch.no_grad():
         for key, target in own.items():
