@@ -44,3 +44,24 @@ def test_resume_refuses_to_swap_a_component(data_dir, cache_dir, tmp_path):
     assert run_train(["experiment=finetune_sst2", *FAST, f"hydra.run.dir={run_dir}"], env).returncode == 0
     result = run_train([f"resume={run_dir}", "encoder=mini"], env)
     assert result.returncode == 2 and "cannot change 'encoder'" in result.stderr
+
+
+def test_resume_continues_the_same_wandb_run(data_dir, cache_dir, tmp_path):
+    env = cli_env(data_dir, cache_dir, WANDB_MODE="offline", WANDB_SILENT="true")
+    run_dir = tmp_path / "run"
+    first = [o for o in FAST if not o.startswith(("trainer.limit_train_batches", "trainer.max_steps"))]
+    args = [
+        "experiment=pretrain_mlm",
+        *first,
+        "logger=wandb",
+        "trainer.max_steps=2",
+        f"hydra.run.dir={run_dir}",
+    ]
+    assert run_train(args, env).returncode == 0
+    wandb_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
+    assert wandb_id
+    result = run_train([f"resume={run_dir}", "trainer.max_steps=3"], env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["wandb_id"] == wandb_id
+    offline_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and all(name.endswith(wandb_id) for name in offline_runs)

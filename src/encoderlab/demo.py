@@ -116,18 +116,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("--out", type=Path, default=None, help="root of the demo's run directories")
-    p.add_argument("--encoder", default="mini", help="encoder preset (tiny, mini, small, ...)")
+    p.add_argument("--encoder", default="tiny", help="encoder preset (tiny, mini, small, ...)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--corpus-paragraphs", type=int, default=60_000, help="wiki_en paragraphs to pre-train on")
     p.add_argument("--val-paragraphs", type=int, default=2_000)
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--pretrain-seq-len", type=int, default=64)
     p.add_argument("--pretrain-batch-size", type=int, default=64)
-    p.add_argument("--pretrain-steps", type=int, default=1500)
+    p.add_argument("--pretrain-steps", type=int, default=3000)
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
     p.add_argument("--finetune-examples", type=int, default=4000, help="SST-2 training examples")
-    p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--lr", type=float, default=1e-4, help="fine-tuning learning rate")
+    p.add_argument("--finetune-epochs", type=int, default=3)
+    p.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate")
     p.add_argument("--probe-lr", type=float, default=1e-3, help="linear-probe learning rate")
     p.add_argument(
         "extra", nargs="*", help="more overrides for every stage, e.g. trainer.enable_progress_bar=false"
