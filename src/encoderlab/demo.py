@@ -123,7 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vocab-size", type=int, default=8192)
     p.add_argument("--pretrain-seq-len", type=int, default=64)
     p.add_argument("--pretrain-batch-size", type=int, default=64)
-    p.add_argument("--pretrain-steps", type=int, default=3000)
+    p.add_argument("--pretrain-steps", type=int, default=7000)
     p.add_argument("--pretrain-lr", type=float, default=1e-3)
     p.add_argument("--finetune-examples", type=int, default=4000, help="SST-2 training examples")
     p.add_argument("--finetune-epochs", type=int, default=3)
