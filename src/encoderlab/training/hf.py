@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from encoderlab.data import load_tokenizer, save_tokenizer, special_token_ids
 from encoderlab.errors import UserError
 from encoderlab.models.encoder import Encoder, EncoderConfig
-from encoderlab.training.weights import few_keys, load_strict, strip_wrapper_prefixes
+from encoderlab.training.weights import describe_key_mismatch, load_strict, strip_wrapper_prefixes
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 SUPPORTED_ARCHITECTURES = (
@@ -259,14 +259,9 @@ def state_from_hf(
     ]
     missing = [theirs for theirs in to_ours if theirs not in renamed]
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {few_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {few_keys(unexpected)}")
         raise UserError(
             f"{source} does not match its config.json as a BERT encoder ({config.layers} layers) — "
-            f"{'; '.join(parts)} — use an unmodified Hugging Face BERT checkpoint"
+            f"{describe_key_mismatch(missing, unexpected)} — use an unmodified Hugging Face BERT checkpoint"
         )
     return {ours: renamed[theirs] for theirs, ours in to_ours.items()}
 

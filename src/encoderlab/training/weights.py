@@ -32,6 +32,13 @@ def few_keys(keys: Iterable[str], limit: int = 6) -> str:
     return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
 
 
+def describe_key_mismatch(missing: Iterable[str], unexpected: Iterable[str]) -> str:
+    """'missing keys: a, b; unexpected keys: c' — only the parts that are non-empty."""
+    parts = [f"missing keys: {few_keys(missing)}"] if missing else []
+    parts += [f"unexpected keys: {few_keys(unexpected)}"] if unexpected else []
+    return "; ".join(parts)
+
+
 def load_strict(
     module: nn.Module,
     state: Mapping[str, torch.Tensor],
@@ -45,13 +52,8 @@ def load_strict(
     missing = set(own) - set(state) - set(expected_missing)
     unexpected = set(state) - set(own) - set(expected_unexpected)
     if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {few_keys(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {few_keys(unexpected)}")
         raise UserError(
-            f"{source} does not match the encoder config — {'; '.join(parts)} — "
+            f"{source} does not match the encoder config — {describe_key_mismatch(missing, unexpected)} — "
             "export it again or use the encoder config it was saved with"
         )
     mismatched = [
