@@ -111,4 +111,6 @@ def real_data_dir() -> Path:
         pytest.skip(
             "ENCODERLAB_DATA_DIR is not set (point it at the shared data folder to run real-data tests)"
         )
+    if not Path(d).is_dir():
+        pytest.skip(f"ENCODERLAB_DATA_DIR={d} does not exist (point it at the shared data folder)")
     return Path(d)
