@@ -11,20 +11,29 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_json(path: str | Path, data) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename over it (atomic on POSIX)."""
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; when the body succeeds it replaces ``path`` in one rename.
+
+    If the body raises, the temporary file is removed and an existing ``path`` is left untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide run files from other users
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
+        yield tmp
+        tmp.chmod(0o644)  # mkstemp's (and safetensors') 0600 would hide run files from other users
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | Path, data) -> None:
+    """Write JSON atomically (temporary file beside ``path``, then rename)."""
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def read_json_object(path: str | Path) -> dict:

@@ -19,9 +19,7 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,6 +32,7 @@ from encoderlab.data.collators import PaddingCollator
 from encoderlab.data.readers import parse_jsonl_line
 from encoderlab.data.tokenizer import special_token_ids
 from encoderlab.errors import UserError
+from encoderlab.files import atomic_file
 from encoderlab.training.run_loading import RunClassifier, load_classifier
 
 FORMATS = ("txt", "csv", "tsv", "jsonl")
@@ -194,16 +193,11 @@ def atomic_output(path: str, force: bool) -> Iterator[TextIO]:
         sys.stdout.flush()
         return
     out = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    with atomic_file(out) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
             yield f
         if out.exists() and not force:  # appeared while we worked
             raise UserError(f"{out} already exists — choose another --output or pass --force to replace it")
-        os.replace(tmp, out)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def check_output(path: str, force: bool, input_path: str) -> None:

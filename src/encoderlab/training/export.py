@@ -17,7 +17,7 @@ from torch import nn
 
 import encoderlab
 from encoderlab.errors import UserError
-from encoderlab.files import atomic_directory, write_json
+from encoderlab.files import atomic_directory, atomic_file, write_json
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.training.weights import load_strict
 
@@ -92,9 +92,6 @@ def load_encoder(path: str | Path) -> Encoder:
 
 def save_mlm_head(head: nn.Module, path: str | Path) -> None:
     """Keep the pre-training head's own tensors (decoder weight excluded: it is the tied embedding)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     state = {k: v.detach().cpu().contiguous().clone() for k, v in head.own_state_dict().items()}
-    save_file(state, str(tmp), metadata={"format": "encoderlab-mlm-head", "tied": "decoder.weight"})
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        save_file(state, str(tmp), metadata={"format": "encoderlab-mlm-head", "tied": "decoder.weight"})

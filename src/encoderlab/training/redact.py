@@ -21,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+from encoderlab.files import atomic_file
+
 MASK = "***"
 SECRET_LAST_WORDS = {"token", "secret", "password", "passwd", "credential", "credentials", "apikey"}
 SECRET_LAST_PAIRS = {("api", "key"), ("access", "key"), ("secret", "key"), ("private", "key")}
@@ -93,8 +95,7 @@ def redact_yaml_files(directory: str | Path) -> list[Path]:
             continue
         clean = redact(data, secrets)
         if clean != data:
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_text(yaml.safe_dump(clean, sort_keys=False, allow_unicode=True))
-            tmp.replace(path)
+            with atomic_file(path) as tmp:
+                tmp.write_text(yaml.safe_dump(clean, sort_keys=False, allow_unicode=True))
             changed.append(path)
     return changed
