@@ -18,7 +18,7 @@ from encoderlab.tasks.masked_lm import masked_lm_logits, masked_lm_loss
 VOCAB, B, S = 500, 4, 24
 
 
-def tiny(onednn: bool = True, dropout: float = 0.0):
+def tiny(onednn: bool = True, dropout: float = 0.0, norm_first: bool = False):
     torch.manual_seed(0)
     encoder = build(
         VOCAB,
@@ -27,6 +27,7 @@ def tiny(onednn: bool = True, dropout: float = 0.0):
         heads=4,
         dropout=dropout,
         attention_dropout=dropout,
+        norm_first=norm_first,
         onednn_cpu_linear=onednn,
     )
     return encoder, MaskedLMHead(encoder)
@@ -69,9 +70,10 @@ def assert_grads_close(a: dict, b: dict, rtol: float = 1e-4) -> None:
         torch.testing.assert_close(a[name], b[name], rtol=rtol, atol=rtol * scale, msg=name)
 
 
+@pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("padded", [False, True])
-def test_output_positions_equals_selecting_full_output(padded):
-    encoder, _ = tiny()
+def test_output_positions_equals_selecting_full_output(padded, norm_first):
+    encoder, _ = tiny(norm_first=norm_first)
     encoder.eval()
     batch = mlm_batch(padded)
     selected = batch["labels"] != -100

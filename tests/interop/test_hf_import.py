@@ -10,9 +10,11 @@ import transformers
 from safetensors.torch import load_file, save_file
 
 from encoderlab.errors import UserError
+from encoderlab.models.encoder import EncoderConfig
 from encoderlab.training.hf import (
     FromHuggingFace,
     config_from_hf,
+    config_to_hf,
     load_hf_encoder,
     name_map,
 )
@@ -199,3 +201,8 @@ def test_minilm_package_matches_transformers():
     }
     assert inputs["attention_mask"].min() == 0  # the batch is padded
     assert max_error(encoder, model, inputs) < TOL
+
+
+def test_pre_layernorm_encoder_has_no_hf_config():
+    with pytest.raises(UserError, match="norm_first"):
+        config_to_hf(EncoderConfig(vocab_size=10, hidden=8, heads=2, norm_first=True))

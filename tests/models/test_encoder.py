@@ -80,3 +80,20 @@ def test_too_long_input_is_rejected():
     enc = build(vocab_size=20, layers=1, hidden=16, heads=2, max_positions=8)
     with pytest.raises(ValueError, match="max_positions"):
         enc(torch.ones(1, 9, dtype=torch.long))
+
+
+def test_norm_first_layers_normalise_before_each_sublayer():
+    torch.manual_seed(0)
+    encoder = build(
+        vocab_size=50, layers=1, hidden=16, heads=2, dropout=0.0, attention_dropout=0.0, norm_first=True
+    )
+    encoder.eval()
+    ids = torch.randint(5, 50, (2, 7))
+    layer = encoder.layers[0]
+    x = encoder.embeddings(ids, None)
+    x = x + layer.attention(layer.attention_norm(x), None)
+    x = x + layer.output(torch.nn.functional.gelu(layer.intermediate(layer.output_norm(x))))
+    torch.testing.assert_close(encoder(ids), encoder.final_norm(x))
+    # Post-LN (BERT) encoders have no final norm, so their keys stay Hugging Face compatible.
+    assert "final_norm.weight" in encoder.state_dict()
+    assert "final_norm.weight" not in build(vocab_size=50, layers=1, hidden=16, heads=2).state_dict()

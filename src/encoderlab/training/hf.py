@@ -170,6 +170,11 @@ def config_from_hf(config_json: str | Path | Mapping) -> EncoderConfig:
 
 def config_to_hf(config: EncoderConfig, architectures: Iterable[str] = ("BertModel",)) -> dict:
     """Our ``EncoderConfig`` → the fields of a ``transformers.BertConfig`` ``config.json``."""
+    if config.norm_first:
+        raise UserError(
+            "a pre-LayerNorm encoder (norm_first=true) has no Hugging Face BERT equivalent — "
+            "keep the encoderlab export, or pre-train with encoder.norm_first=false"
+        )
     return {
         "architectures": list(architectures),
         "model_type": "bert",
