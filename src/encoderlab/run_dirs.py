@@ -6,6 +6,7 @@ Hydra composes, so ``hydra.run.dir`` can point back at the run being resumed.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -15,6 +16,16 @@ from encoderlab.errors import UserError
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
+
+
+def is_primary_process() -> bool:
+    """Whether this is rank 0, from what launchers set (torchrun, SLURM, Lightning's DDP re-launch).
+
+    Known before Lightning starts: only rank 0 writes ``.hydra/``, ``run.json`` and ``metrics.json``; the
+    other processes of a distributed run reuse rank 0's run directory.
+    """
+    ranks = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+    return all(int(os.environ.get(name) or 0) == 0 for name in ranks)
 
 
 def latest_run(runs_root: str | Path) -> Path | None:
@@ -34,6 +45,8 @@ def _run_dir(resume: str | None, new_dir: str) -> str:
 
 def _hydra_subdir(resume: str | None, run_dir: str) -> str | None:
     """Where Hydra saves this invocation's config inside the run directory."""
+    if not is_primary_process():
+        return None  # rank 0 saves the config; the other processes of a distributed run write nothing there
     if resume:
         # A resumed run keeps its original .hydra/ files; the resume's own go beside them.
         return f".hydra/resumed-{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"

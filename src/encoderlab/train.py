@@ -22,7 +22,7 @@ from pytorch_lightning.callbacks import ProgressBar
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
-from encoderlab.run_dirs import LAST_CHECKPOINT, register_resolvers, resume_config
+from encoderlab.run_dirs import LAST_CHECKPOINT, is_primary_process, register_resolvers, resume_config
 from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
@@ -116,8 +116,10 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics.update(_final_metrics(trainer))
     metrics.update({"params/trainable": trainable, "params/total": total, "time/fit_seconds": fit_seconds})
+    if not trainer.is_global_zero:
+        return metrics  # in a distributed run only rank 0 writes the run's files
 
-    if trainer.is_global_zero and not trainer.fast_dev_run:
+    if not trainer.fast_dev_run:
         if hasattr(datamodule, "save_label_map"):
             datamodule.save_label_map(run_dir / "label_map.json")
             save_run_tokenizer(datamodule.tokenizer_dir, run_dir)  # the run alone can tokenize for predict
@@ -133,21 +135,23 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
 def run(cfg: DictConfig) -> float | None:
     """Train with a run record around it; returns ``cfg.optimized_metric`` for sweepers."""
     run_dir = Path(cfg.paths.output_dir)
+    primary = is_primary_process()  # the other processes of a distributed run share rank 0's directory
     # Secrets typed into overrides: mask them in what Hydra saved and in the argv that loggers (W&B) record.
-    redact_yaml_files(run_dir / ".hydra")
+    if primary:
+        redact_yaml_files(run_dir / ".hydra")
     sys.argv[:] = redact_argv(sys.argv)
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     checkpoint = None
     if cfg.get("resume"):
         cfg = resume_config(run_dir, overrides)
         checkpoint = run_dir / LAST_CHECKPOINT
-        record = RunRecord.resume(run_dir, overrides)
-    elif (run_dir / "run.json").exists():
+        record = RunRecord.resume(run_dir, overrides, write=primary)
+    elif primary and (run_dir / "run.json").exists():
         raise UserError(
             f"{run_dir} already holds a run — choose a new hydra.run.dir (it is never overwritten)"
         )
     else:
-        record = RunRecord(run_dir, seed=cfg.seed, overrides=overrides)
+        record = RunRecord(run_dir, seed=cfg.seed, overrides=overrides, write=primary)
     record.start()
     try:
         metrics = train(cfg, record, checkpoint)

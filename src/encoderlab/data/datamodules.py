@@ -20,9 +20,16 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from encoderlab.data.collators import LengthGroupedSampler, MLMCollator, PaddingCollator
+from encoderlab.data.collators import MLMCollator, PaddingCollator
 from encoderlab.data.datasets import LabelledDataset, PackedSequenceDataset
 from encoderlab.data.readers import file_fingerprint, keep_paragraph, read_corpus, read_table
+from encoderlab.data.samplers import (
+    EpochBatchSampler,
+    EpochKeyedDataset,
+    LengthGroupedSampler,
+    ResumableDataLoader,
+    ShuffledBatchSampler,
+)
 from encoderlab.data.token_cache import cached_token_ids
 from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids
 from encoderlab.errors import UserError
@@ -69,11 +76,14 @@ def _hub_fingerprint(hub: dict, split_key: str) -> str:
     return "hub:" + json.dumps({"hub": hub, "split": split_key}, sort_keys=True, default=str)
 
 
-def _loader_kwargs(num_workers: int) -> dict:
+def _loader_kwargs(num_workers: int, seed: int) -> dict:
     return {
         "num_workers": num_workers,
         "pin_memory": torch.cuda.is_available(),
         "persistent_workers": num_workers > 0,
+        # Its own generator: starting an epoch's iterator then draws nothing from the global RNG (whose
+        # state a checkpoint restores), so a resumed run consumes random numbers exactly like an unbroken one.
+        "generator": torch.Generator().manual_seed(seed),
     }
 
 
@@ -120,6 +130,23 @@ class _PreparedDataModule(pl.LightningDataModule):
         """Whether a labelled test split exists (the entry point then runs ``trainer.test``)."""
         return getattr(self, "test_dataset", None) is not None
 
+    def _resumable_train_loader(self, dataset, batch_sampler: EpochBatchSampler, collate_fn) -> DataLoader:
+        """The training loader: this process's share of each epoch's batches, resumable mid-epoch."""
+        trainer = self.trainer
+        if trainer is not None:
+            batch_sampler.shard(trainer.global_rank, trainer.world_size)
+
+        def batches_done() -> int:
+            return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer else 0
+
+        return ResumableDataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            collate_fn=collate_fn,
+            batches_done=batches_done,
+            **_loader_kwargs(self.num_workers, self.seed),
+        )
+
     def _set_tokenizer(self, tokenizer: Tokenizer, location: str) -> None:
         self._tokenizer = tokenizer
         loc = Path(location)
@@ -146,8 +173,10 @@ class TextCorpusDataModule(_PreparedDataModule):
         num_workers: int = 0,
         cache_dir: str = ".cache/encoderlab",
         hub: dict | None = None,
+        seed: int = 0,
     ):
         super().__init__()
+        self.seed = seed
         self.train_file = train_file
         self.val_file = val_file
         self.tokenizer_path = tokenizer
@@ -247,6 +276,7 @@ class TextCorpusDataModule(_PreparedDataModule):
             mlm_probability=self.mlm_probability,
             mask_replace_prob=self.mask_replace_prob,
             random_replace_prob=self.random_replace_prob,
+            seed=self.seed,
         )
 
     def _split(self, paragraphs: list[str]) -> tuple[list[str], list[str]]:
@@ -261,22 +291,19 @@ class TextCorpusDataModule(_PreparedDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.prepare()
-        return DataLoader(
-            self.train_dataset,
-            batch_size=self.batch_size,
-            shuffle=True,
-            collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers),
-        )
+        # Keyed items: each block's masking is seeded by (seed, epoch, index), reproducible on resume.
+        sampler = ShuffledBatchSampler(len(self.train_dataset), self.batch_size, self.seed, epoch_keys=True)
+        return self._resumable_train_loader(EpochKeyedDataset(self.train_dataset), sampler, self.collator)
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()
+        # Keys 0..n-1: the same masking at every validation, so validation losses compare across steps.
         return DataLoader(
-            self.val_dataset,
+            EpochKeyedDataset(self.val_dataset),
             batch_size=self.batch_size,
             shuffle=False,
             collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers),
+            **_loader_kwargs(self.num_workers, self.seed),
         )
 
 
@@ -519,15 +546,13 @@ class TextClassificationDataModule(_PreparedDataModule):
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         self.prepare()
-        kwargs = _loader_kwargs(self.num_workers)
-        distributed = self.trainer is not None and self.trainer.world_size > 1
-        # Lightning cannot inject a DistributedSampler into a custom batch sampler; plain shuffle under DDP.
-        if self.group_by_length and not distributed:
-            sampler = LengthGroupedSampler(self.train_dataset.lengths, self.batch_size, seed=self.seed)
-            return DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.collator, **kwargs)
-        return DataLoader(
-            self.train_dataset, batch_size=self.batch_size, shuffle=True, collate_fn=self.collator, **kwargs
+        n, size = len(self.train_dataset), self.batch_size
+        sampler = (
+            LengthGroupedSampler(self.train_dataset.lengths, size, seed=self.seed)
+            if self.group_by_length
+            else ShuffledBatchSampler(n, size, seed=self.seed)
         )
+        return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
 
     def _eval_loader(self, dataset: LabelledDataset) -> DataLoader:
         return DataLoader(
@@ -535,7 +560,7 @@ class TextClassificationDataModule(_PreparedDataModule):
             batch_size=self.batch_size,
             shuffle=False,
             collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers),
+            **_loader_kwargs(self.num_workers, self.seed),
         )
 
     def val_dataloader(self) -> DataLoader:
