@@ -36,9 +36,13 @@ def save_last_checkpoint(trainer: pl.Trainer, checkpoint_dir: str | Path) -> Pat
     """Write ``last.ckpt`` through a temporary file and a rename: a crash never leaves a torn checkpoint."""
     path = Path(checkpoint_dir) / LAST
     tmp = path.with_name(f".{LAST}.tmp")
-    trainer.save_checkpoint(tmp, weights_only=False)
-    if trainer.is_global_zero:
-        os.replace(tmp, path)
+    try:
+        trainer.save_checkpoint(tmp, weights_only=False)
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+    finally:
+        if trainer.is_global_zero:
+            tmp.unlink(missing_ok=True)  # what a failed write left; after the rename there is nothing
     return path
 
 

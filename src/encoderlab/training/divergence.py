@@ -36,7 +36,9 @@ class StopOnNonFiniteLoss(pl.Callback):
         if self.checkpoint is not None and self.checkpoint.is_file():
             kept = f"the last good checkpoint is kept at {self.checkpoint}"
         else:
-            kept = "no checkpoint was saved before it (callbacks.last_checkpoint.every_n_steps sets how often)"
+            kept = (
+                "no checkpoint was saved before it (callbacks.last_checkpoint.every_n_steps sets how often)"
+            )
         return (
             f"training loss became {what} at step {trainer.global_step} — lower optimizer.lr{lr_text} or "
             f"keep warmup (scheduler.warmup_ratio) and clipping (trainer.gradient_clip_val); {kept}"
