@@ -3,6 +3,7 @@ replace a good last.ckpt."""
 
 from __future__ import annotations
 
+import json
 import random
 import signal
 import subprocess
@@ -16,8 +17,9 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from safetensors.torch import load_file
 
+from encoderlab.doctor import diagnose
 from encoderlab.training.checkpoints import PeriodicLastCheckpoint, RNGState, save_last_checkpoint
-from tests.conftest import REPO, cli_env, run_train
+from tests.conftest import FAST, REPO, cli_env, run_train
 
 # Three short epochs (10 batches each), validation every 5 batches, last.ckpt every 3 steps.
 PRETRAIN = [
@@ -169,3 +171,30 @@ def test_rng_states_round_trip_through_a_weights_only_checkpoint(tmp_path):
     callback.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True)["rng"])
     got = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(got[0], expected[0]) and (got[1] == expected[1]).all() and got[2] == expected[2]
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data_dir, cache_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    args = [
+        "experiment=finetune_sst2",
+        *FAST,
+        "optimizer.lr=1e30",  # one step to astronomically large weights, then a NaN loss
+        "callbacks.last_checkpoint.every_n_steps=1",
+        f"hydra.run.dir={run_dir}",
+    ]
+    result = run_train(args, cli_env(data_dir, cache_dir, OMP_NUM_THREADS="1"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    last_line = [line for line in result.stderr.splitlines() if line.strip()][-1]
+    assert last_line.startswith("error: training loss became NaN at step "), last_line
+    assert "lower optimizer.lr" in last_line
+    checkpoint = run_dir / "checkpoints/last.ckpt"
+    assert f"the last good checkpoint is kept at {checkpoint}" in last_line
+    step = int(last_line.split(" at step ")[1].split()[0])
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert 1 <= saved["global_step"] <= step
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values() if t.is_floating_point())
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "loss became NaN" in record["error"]
+    assert not (run_dir / "metrics.json").exists()
+    assert "divergence" in {f.check for f in diagnose(run_dir)}
