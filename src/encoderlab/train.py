@@ -19,12 +19,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
+from encoderlab.cli_errors import find_user_error, run_reporting_errors
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.run_dirs import LAST_CHECKPOINT, is_primary_process, register_resolvers, resume_config
 from encoderlab.tasks.masked_lm import MaskedLMTask
-from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
+from encoderlab.training.checkpoints import LastValidatedStep, check_resumable, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
 from encoderlab.training.freeze import freeze
 from encoderlab.training.redact import redact, redact_argv, redact_yaml_files
@@ -43,19 +44,27 @@ def build_task(cfg: DictConfig):
     datamodule = instantiate(cfg.data, **data_overrides)
     datamodule.prepare()
     encoder = init.build_encoder(instantiate(cfg.encoder), datamodule.vocab_size)
-    head = instantiate(cfg.head)(encoder, **datamodule.head_kwargs)
+    positions = encoder.config.max_positions
+    if getattr(datamodule, "max_seq_len", 0) > positions:
+        raise UserError(
+            f"data.max_seq_len={datamodule.max_seq_len} exceeds the encoder's {positions} positions — "
+            f"lower data.max_seq_len to at most {positions}"
+        )
+    head_factory, task_factory = instantiate(cfg.head), instantiate(cfg.task)
+    # Checked before building: an MLM head cannot take a classifier's arguments, nor the reverse.
+    if issubclass(task_factory.func, MaskedLMTask) != issubclass(head_factory.func, MaskedLMHead):
+        raise UserError(
+            "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
+        )
+    head = head_factory(encoder, **datamodule.head_kwargs)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    task = instantiate(cfg.task)(
+    task = task_factory(
         encoder=encoder,
         head=head,
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         **datamodule.task_kwargs,
     )
-    if isinstance(task, MaskedLMTask) != isinstance(head, MaskedLMHead):
-        raise UserError(
-            "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
-        )
     return datamodule, task
 
 
@@ -101,6 +110,8 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         if type(logger).__name__ == "WandbLogger":
             record.data["wandb_id"] = logger.version
 
+    if checkpoint is not None:
+        check_resumable(task, checkpoint)
     started = time.perf_counter()
     # On resume Lightning restores weights, optimizer, scheduler and loop state; freezing was re-applied above.
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
@@ -163,38 +174,31 @@ def run(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.optimized_metric)
 
 
-def find_user_error(err: BaseException | None) -> UserError | None:
-    """The UserError behind ``err``, if any (Hydra's instantiate wraps what a constructor raises)."""
-    while err is not None:
-        if isinstance(err, UserError):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
 def in_sweep() -> bool:
     """True inside a job of ``encoderlab-train -m ...`` (any launcher, any sweeper)."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def app(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
     except Exception as err:
+        if not in_sweep():
+            raise  # main() reports it in one line
+        # One failed job must not end the sweep: run.json records it ("failed" + the error line) and
+        # the sweep report (encoderlab.sweep_report) lists it at the end. None = a failed Optuna trial.
         user_error = find_user_error(err)
-        if in_sweep():
-            # One failed job must not end the sweep: run.json records it ("failed" + the error line) and
-            # the sweep report (encoderlab.sweep_report) lists it at the end. None = a failed Optuna trial.
-            if user_error is None:
-                log.exception("job failed: %s", f"{type(err).__name__}: {err}".splitlines()[0])
-            else:
-                log.error("error: %s", user_error)
-            return None
         if user_error is None:
-            raise
-        print(f"error: {user_error}", file=sys.stderr)
-        sys.exit(2)
+            log.exception("job failed: %s", f"{type(err).__name__}: {err}".splitlines()[0])
+        else:
+            log.error("error: %s", user_error)
+        return None
+
+
+def main() -> None:
+    """``encoderlab-train``: the Hydra app, every failure reported as one ``error: ...`` line."""
+    run_reporting_errors(app)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,27 @@ def _hub_fingerprint(hub: dict, split_key: str) -> str:
     return "hub:" + json.dumps({"hub": hub, "split": split_key}, sort_keys=True, default=str)
 
 
+def _check_counts(minimums: dict[str, int], values: dict[str, object]) -> None:
+    """Integer settings (``data.batch_size=abc`` arrives as a string) fail here, naming the key."""
+    for name, minimum in minimums.items():
+        value = values[name]
+        if value is None and name.endswith("_limit"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UserError(f"data.{name}={value!r} must be an integer >= {minimum} — set data.{name}")
+
+
+def _empty_label_row(raw: list) -> int | None:
+    """1-based data row of the first missing label (an empty cell), or None."""
+    for i, v in enumerate(raw):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return i + 1
+    return None
+
+
+COUNTS = {"batch_size": 1, "max_seq_len": 3, "vocab_size": 10, "num_workers": 0, "train_limit": 1}
+
+
 def _loader_kwargs(num_workers: int, seed: int) -> dict:
     return {
         "num_workers": num_workers,
@@ -176,6 +197,7 @@ class TextCorpusDataModule(_PreparedDataModule):
         seed: int = 0,
     ):
         super().__init__()
+        _check_counts({**COUNTS, "val_limit": 1}, locals())
         self.seed = seed
         self.train_file = train_file
         self.val_file = val_file
@@ -336,6 +358,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         seed: int = 0,
     ):
         super().__init__()
+        _check_counts(COUNTS, locals())
         if not 0.0 < val_split < 1.0:
             raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
         self.train_file = train_file
@@ -391,8 +414,34 @@ class TextClassificationDataModule(_PreparedDataModule):
         payload = {"label_names": self.label_names, "label_to_id": self.label_map}
         Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
+    def _check_labels_present(self, raw: list, source: str) -> None:
+        row = _empty_label_row(raw)
+        if row is not None:
+            raise UserError(
+                f"data row {row} of {source} has no label (empty '{self.label_column}' cell) — "
+                "fill it in or remove the row"
+            )
+
+    @staticmethod
+    def _regression_targets(raw: list, source: str) -> np.ndarray:
+        try:
+            values = np.asarray([float(v) for v in raw], dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise UserError(
+                f"non-numeric label in {source} ({e}) — regression (num_labels=1) needs numbers"
+            ) from None
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise UserError(
+                f"label '{raw[bad[0]]}' in data row {bad[0] + 1} of {source} is not a finite number "
+                f"({len(bad)} such rows) — regression targets must be finite: fix or drop those rows"
+            )
+        return values
+
     def _build_label_map(self, raw: list, source: str) -> None:
+        self._check_labels_present(raw, source)
         if self.regression:
+            self._regression_targets(raw, source)  # fail on NaN targets before any other work
             self._label_names = []
             self._int_labels = False
             return
@@ -413,13 +462,9 @@ class TextClassificationDataModule(_PreparedDataModule):
             )
 
     def _encode_labels(self, raw: list, source: str) -> np.ndarray:
+        self._check_labels_present(raw, source)
         if self.regression:
-            try:
-                return np.asarray([float(v) for v in raw], dtype=np.float32)
-            except (TypeError, ValueError) as e:
-                raise UserError(
-                    f"non-numeric label in {source} ({e}) — regression (num_labels=1) needs numbers"
-                ) from None
+            return self._regression_targets(raw, source)
         mapping = {name: i for i, name in enumerate(self._label_names)}
         out = np.empty(len(raw), dtype=np.int64)
         for i, v in enumerate(raw):

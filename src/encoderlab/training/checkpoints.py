@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from encoderlab.errors import UserError
+from encoderlab.training.weights import describe_key_mismatch, few_keys
 
 LAST = "last.ckpt"
 
@@ -103,3 +104,25 @@ class RNGState(pl.Callback):
         torch.set_rng_state(state["torch"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def check_resumable(module: torch.nn.Module, path: str | Path) -> None:
+    """Fail in one line, before Lightning tries, when ``path`` is damaged or holds another architecture."""
+    hint = "resume with the encoder/head values the run was started with, or start a new run"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    except Exception as err:  # torn, truncated or not a checkpoint at all
+        raise UserError(
+            f"cannot read {path} ({type(err).__name__}: {str(err).splitlines()[0][:200]}) — the checkpoint "
+            "is damaged; resume from a copy or start a new run"
+        ) from None
+    own = module.state_dict()
+    mismatch = describe_key_mismatch(set(own) - set(state), set(state) - set(own))
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state))
+        if state[k].shape != own[k].shape
+    ]
+    if mismatch or shapes:
+        found = mismatch or f"shapes differ (checkpoint vs config): {few_keys(shapes, 3)}"
+        raise UserError(f"{path} holds a different model than the config builds ({found}) — {hint}")
