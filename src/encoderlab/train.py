@@ -23,7 +23,13 @@ from encoderlab.cli_errors import find_user_error, run_reporting_errors
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
-from encoderlab.run_dirs import LAST_CHECKPOINT, is_primary_process, register_resolvers, resume_config
+from encoderlab.run_dirs import (
+    LAST_CHECKPOINT,
+    forget_refused_resume,
+    is_primary_process,
+    register_resolvers,
+    resume_config,
+)
 from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.checkpoints import LastValidatedStep, check_resumable, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
@@ -154,7 +160,13 @@ def run(cfg: DictConfig) -> float | None:
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     checkpoint = None
     if cfg.get("resume"):
-        cfg = resume_config(run_dir, overrides)
+        try:
+            cfg = resume_config(run_dir, overrides)
+        except UserError:
+            forget_refused_resume(
+                run_dir, HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+            )
+            raise
         checkpoint = run_dir / LAST_CHECKPOINT
         record = RunRecord.resume(run_dir, overrides, write=primary)
     elif primary and (run_dir / "run.json").exists():
