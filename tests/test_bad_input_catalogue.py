@@ -66,6 +66,11 @@ def catalogue(tmp: Path, pretrained: Path) -> dict[str, tuple[list[str], list[st
             ["'nan'", "data row 3", "finite"],
         ),
         "missing_label_column": ([*FINETUNE, "data.label_column=sentiment"], ["sentiment", "data.*_column"]),
+        "unseen_validation_label": ([*FINETUNE, f"data.val_file={bad}/dev7.tsv"], ["'7'", "training data"]),
+        "num_labels_disagrees_with_data": (
+            [*FINETUNE, "data.num_labels=5"],
+            ["num_labels=5", "data.num_labels=2"],
+        ),
         # Weights and checkpoints
         "tokenizer_disagrees_with_encoder": (
             [*FINETUNE, "init=pretrained", f"init.path={bad}/other_tokenizer"],
@@ -75,6 +80,7 @@ def catalogue(tmp: Path, pretrained: Path) -> dict[str, tuple[list[str], list[st
             [*FINETUNE, "init=pretrained", f"init.path={bad}/truncated"],
             ["model.safetensors", "damaged"],
         ),
+        "init_path_missing": ([*FINETUNE, "init=pretrained", f"init.path={bad}/absent"], ["does not exist"]),
         "init_path_is_a_run_not_an_export": (
             [*FINETUNE, "init=pretrained", f"init.path={pretrained}"],
             ["not an encoder export", "encoder/"],
@@ -121,6 +127,7 @@ def write_bad_inputs(bad: Path, pretrained: Path) -> None:
     write_tsv(bad / "no_label.tsv", [*rows, ("no label here", "")])
     write_tsv(bad / "nan.tsv", [("a good film", "0.9"), ("a dull film", "0.1"), ("unknown", "nan")])
     (bad / "texts.txt").write_text("a good film\n")
+    write_tsv(bad / "dev7.tsv", [("a fine film", "0"), ("odd", "7")])
     # An export whose tokenizer was swapped for a smaller one.
     other = shutil.copytree(pretrained / "encoder", bad / "other_tokenizer")
     vocab = (other / "vocab.txt").read_text().splitlines()
@@ -141,13 +148,11 @@ def snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
 
 
 @pytest.fixture(scope="module")
-def outcome(tmp_path_factory, data_dir, cache_dir):
-    """(results by case name, cases, the pre-trained run, its snapshots before and after the catalogue)."""
+def outcome(tmp_path_factory, data_dir, cache_dir, pretrained_run):
+    """(results by case name, cases, env, the pre-trained run, its snapshots before and after the catalogue)."""
     tmp = tmp_path_factory.mktemp("catalogue")
     env = cli_env(data_dir, cache_dir, OMP_NUM_THREADS="1", HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    pretrained = tmp / "pretrained"
-    made = run_train([*PRETRAIN, f"hydra.run.dir={pretrained}"], env)
-    assert made.returncode == 0, made.stderr[-3000:]
+    pretrained = pretrained_run
     (tmp / "bad").mkdir()
     write_bad_inputs(tmp / "bad", pretrained)
     before = snapshot(pretrained)
@@ -225,6 +230,22 @@ def test_hydra_full_error_shows_the_traceback(outcome):
 def test_the_existing_run_directory_is_untouched(outcome):
     _, _, _, _, before, after = outcome
     assert after == before
+
+
+def test_a_failed_run_records_the_error(outcome):
+    results, batch, _, _, _, _ = outcome
+    run_dir = Path(batch["missing_label_column"]["argv"][-1].removeprefix("hydra.run.dir="))
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "failed" and "sentiment" in record["error"]
+    assert not (run_dir / "metrics.json").exists()
+
+
+def test_a_refused_directory_gets_nothing_written(outcome):
+    results, batch, _, _, _, _ = outcome
+    # Config errors stop before a run starts: the run directory they name holds no run record.
+    for name in ("malformed_override", "unknown_group_option", "unknown_key"):
+        run_dir = Path(batch[name]["argv"][-1].removeprefix("hydra.run.dir="))
+        assert not (run_dir / "run.json").exists(), name
 
 
 @pytest.mark.parametrize("name", ["negative_learning_rate", "unknown_group_option"])
