@@ -160,3 +160,14 @@ def run_train(args: list[str], env: dict[str, str], cwd: Path | None = None) -> 
         text=True,
         timeout=300,
     )
+
+
+@pytest.fixture(scope="session")
+def pretrained_run(data_dir, cache_dir, tmp_path_factory) -> Path:
+    """One tiny pre-training run through the real entry point, shared read-only by the tests that need one."""
+    run_dir = tmp_path_factory.mktemp("runs") / "pretrain"
+    result = run_train(
+        ["experiment=pretrain_mlm", *FAST, f"hydra.run.dir={run_dir}"], cli_env(data_dir, cache_dir)
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

@@ -131,6 +131,19 @@ def test_nan_loss_is_divergence_and_names_the_learning_rate(tmp_path):
     assert "optimizer.lr=0.01" in finding.fix
 
 
+def test_run_stopped_on_a_nan_loss_is_divergence(tmp_path):
+    error = (
+        "TrainingDiverged: training loss became NaN at step 7 — lower optimizer.lr (now 0.5) or keep warmup; "
+        "the last good checkpoint is kept at run/checkpoints/last.ckpt"
+    )
+    run = write_run(
+        tmp_path / "run", config={"optimizer": {"lr": 0.5}}, record={"status": "failed", "error": error}
+    )
+    finding = only(diagnose(run), "divergence")
+    assert finding.severity == "error" and finding.what == "training loss became NaN at step 7"
+    assert "optimizer.lr=0.5" in finding.fix
+
+
 def test_rising_loss_is_divergence(tmp_path):
     run = write_run(tmp_path / "run", history=losses(0.7, 0.68, 0.8, 0.95, 1.2, 1.5, 1.9, 2.4))
     finding = only(diagnose(run), "divergence")

@@ -15,13 +15,8 @@ from tests.conftest import CONF_DIR, FAST, cli_env, run_train
 
 
 @pytest.fixture(scope="module")
-def pretrained(data_dir, cache_dir, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("runs") / "pretrain"
-    result = run_train(
-        ["experiment=pretrain_mlm", *FAST, f"hydra.run.dir={run_dir}"], cli_env(data_dir, cache_dir)
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+def pretrained(pretrained_run):
+    return pretrained_run
 
 
 def test_pretraining_run_directory(pretrained):

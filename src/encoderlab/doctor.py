@@ -256,6 +256,11 @@ def check_divergence(run: Run) -> list[Finding]:
         f"lower the learning rate 10× ({_lr_text(run)} now), keep warmup (scheduler=linear_warmup "
         "scheduler.warmup_ratio=0.1) and gradient clipping (trainer.gradient_clip_val=1.0)"
     )
+    error = str(run.record.get("error") or "")
+    if "loss became" in error:
+        # Training stopped itself on a NaN/Inf loss (StopOnNonFiniteLoss) before the value was logged.
+        what = error.split(": ", 1)[-1].split(" — ")[0]
+        return [Finding("divergence", "error", what, fix)]
     for name in ("train/loss", "train/loss_step", "train/loss_epoch", "val/loss"):
         for step, value in run.series(name):
             if not math.isfinite(value):

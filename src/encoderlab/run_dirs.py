@@ -6,7 +6,10 @@ Hydra composes, so ``hydra.run.dir`` can point back at the run being resumed.
 
 from __future__ import annotations
 
+import os
+import shutil
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -15,6 +18,18 @@ from encoderlab.errors import UserError
 
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SAVED_CONFIG = Path(".hydra") / "config.yaml"
+# Keys that shape the model or its vocabulary: the checkpoint fixes them, a resume cannot change them.
+ARCHITECTURE = ("encoder.", "head.", "task.", "init.", "data.vocab_size", "data.tokenizer", "data.lowercase")
+
+
+def is_primary_process() -> bool:
+    """Whether this is rank 0, from what launchers set (torchrun, SLURM, Lightning's DDP re-launch).
+
+    Known before Lightning starts: only rank 0 writes ``.hydra/``, ``run.json`` and ``metrics.json``; the
+    other processes of a distributed run reuse rank 0's run directory.
+    """
+    ranks = ("RANK", "SLURM_PROCID", "NODE_RANK", "LOCAL_RANK")
+    return all(int(os.environ.get(name) or 0) == 0 for name in ranks)
 
 
 def latest_run(runs_root: str | Path) -> Path | None:
@@ -32,11 +47,19 @@ def _run_dir(resume: str | None, new_dir: str) -> str:
     return str(resume)
 
 
+@cache
+def _started() -> str:
+    # Fixed per process: Hydra resolves output_subdir more than once, and a refused resume removes that dir.
+    return f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
+
+
 def _hydra_subdir(resume: str | None, run_dir: str) -> str | None:
     """Where Hydra saves this invocation's config inside the run directory."""
+    if not is_primary_process():
+        return None  # rank 0 saves the config; the other processes of a distributed run write nothing there
     if resume:
         # A resumed run keeps its original .hydra/ files; the resume's own go beside them.
-        return f".hydra/resumed-{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
+        return f".hydra/resumed-{_started()}"
     if (Path(run_dir) / "run.json").exists():
         return None  # the entry point will refuse this directory: write nothing into it
     return ".hydra"
@@ -45,6 +68,12 @@ def _hydra_subdir(resume: str | None, run_dir: str) -> str | None:
 def register_resolvers() -> None:
     OmegaConf.register_new_resolver("run_dir", _run_dir, replace=True)
     OmegaConf.register_new_resolver("hydra_subdir", _hydra_subdir, replace=True)
+
+
+def forget_refused_resume(run_dir: Path, hydra_subdir: str | None) -> None:
+    """Remove the config files Hydra saved for a resume that was refused: the run stays as it was."""
+    if hydra_subdir and Path(hydra_subdir).name.startswith("resumed-"):
+        shutil.rmtree(run_dir / hydra_subdir, ignore_errors=True)
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
@@ -61,6 +90,11 @@ def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
         if key == "resume":
             continue
         current = OmegaConf.select(saved, key, default=None)
+        if key.startswith(ARCHITECTURE):
+            raise UserError(
+                f"cannot change '{key}' when resuming: the checkpoint holds the model the run was started "
+                "with — drop that override, or start a new run (init=pretrained to reuse its encoder)"
+            )
         if key.startswith(("~", "+")) or isinstance(current, DictConfig):
             raise UserError(
                 f"cannot change '{key}' when resuming — only plain values like trainer.max_steps=... can change"

@@ -19,12 +19,19 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
+from encoderlab.cli_errors import find_user_error, run_reporting_errors
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
-from encoderlab.run_dirs import LAST_CHECKPOINT, register_resolvers, resume_config
+from encoderlab.run_dirs import (
+    LAST_CHECKPOINT,
+    forget_refused_resume,
+    is_primary_process,
+    register_resolvers,
+    resume_config,
+)
 from encoderlab.tasks.masked_lm import MaskedLMTask
-from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
+from encoderlab.training.checkpoints import LastValidatedStep, check_resumable, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
 from encoderlab.training.freeze import freeze
 from encoderlab.training.redact import redact, redact_argv, redact_yaml_files
@@ -43,19 +50,27 @@ def build_task(cfg: DictConfig):
     datamodule = instantiate(cfg.data, **data_overrides)
     datamodule.prepare()
     encoder = init.build_encoder(instantiate(cfg.encoder), datamodule.vocab_size)
-    head = instantiate(cfg.head)(encoder, **datamodule.head_kwargs)
+    positions = encoder.config.max_positions
+    if getattr(datamodule, "max_seq_len", 0) > positions:
+        raise UserError(
+            f"data.max_seq_len={datamodule.max_seq_len} exceeds the encoder's {positions} positions — "
+            f"lower data.max_seq_len to at most {positions}"
+        )
+    head_factory, task_factory = instantiate(cfg.head), instantiate(cfg.task)
+    # Checked before building: an MLM head cannot take a classifier's arguments, nor the reverse.
+    if issubclass(task_factory.func, MaskedLMTask) != issubclass(head_factory.func, MaskedLMHead):
+        raise UserError(
+            "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
+        )
+    head = head_factory(encoder, **datamodule.head_kwargs)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    task = instantiate(cfg.task)(
+    task = task_factory(
         encoder=encoder,
         head=head,
         optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler,
         **datamodule.task_kwargs,
     )
-    if isinstance(task, MaskedLMTask) != isinstance(head, MaskedLMHead):
-        raise UserError(
-            "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
-        )
     return datamodule, task
 
 
@@ -101,6 +116,8 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         if type(logger).__name__ == "WandbLogger":
             record.data["wandb_id"] = logger.version
 
+    if checkpoint is not None:
+        check_resumable(task, checkpoint)
     started = time.perf_counter()
     # On resume Lightning restores weights, optimizer, scheduler and loop state; freezing was re-applied above.
     trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
@@ -116,8 +133,10 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics.update(_final_metrics(trainer))
     metrics.update({"params/trainable": trainable, "params/total": total, "time/fit_seconds": fit_seconds})
+    if not trainer.is_global_zero:
+        return metrics  # in a distributed run only rank 0 writes the run's files
 
-    if trainer.is_global_zero and not trainer.fast_dev_run:
+    if not trainer.fast_dev_run:
         if hasattr(datamodule, "save_label_map"):
             datamodule.save_label_map(run_dir / "label_map.json")
             save_run_tokenizer(datamodule.tokenizer_dir, run_dir)  # the run alone can tokenize for predict
@@ -133,21 +152,29 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
 def run(cfg: DictConfig) -> float | None:
     """Train with a run record around it; returns ``cfg.optimized_metric`` for sweepers."""
     run_dir = Path(cfg.paths.output_dir)
+    primary = is_primary_process()  # the other processes of a distributed run share rank 0's directory
     # Secrets typed into overrides: mask them in what Hydra saved and in the argv that loggers (W&B) record.
-    redact_yaml_files(run_dir / ".hydra")
+    if primary:
+        redact_yaml_files(run_dir / ".hydra")
     sys.argv[:] = redact_argv(sys.argv)
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     checkpoint = None
     if cfg.get("resume"):
-        cfg = resume_config(run_dir, overrides)
+        try:
+            cfg = resume_config(run_dir, overrides)
+        except UserError:
+            forget_refused_resume(
+                run_dir, HydraConfig.get().output_subdir if HydraConfig.initialized() else None
+            )
+            raise
         checkpoint = run_dir / LAST_CHECKPOINT
-        record = RunRecord.resume(run_dir, overrides)
-    elif (run_dir / "run.json").exists():
+        record = RunRecord.resume(run_dir, overrides, write=primary)
+    elif primary and (run_dir / "run.json").exists():
         raise UserError(
             f"{run_dir} already holds a run — choose a new hydra.run.dir (it is never overwritten)"
         )
     else:
-        record = RunRecord(run_dir, seed=cfg.seed, overrides=overrides)
+        record = RunRecord(run_dir, seed=cfg.seed, overrides=overrides, write=primary)
     record.start()
     try:
         metrics = train(cfg, record, checkpoint)
@@ -159,38 +186,31 @@ def run(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.optimized_metric)
 
 
-def find_user_error(err: BaseException | None) -> UserError | None:
-    """The UserError behind ``err``, if any (Hydra's instantiate wraps what a constructor raises)."""
-    while err is not None:
-        if isinstance(err, UserError):
-            return err
-        err = err.__cause__ or err.__context__
-    return None
-
-
 def in_sweep() -> bool:
     """True inside a job of ``encoderlab-train -m ...`` (any launcher, any sweeper)."""
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def app(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
     except Exception as err:
+        if not in_sweep():
+            raise  # main() reports it in one line
+        # One failed job must not end the sweep: run.json records it ("failed" + the error line) and
+        # the sweep report (encoderlab.sweep_report) lists it at the end. None = a failed Optuna trial.
         user_error = find_user_error(err)
-        if in_sweep():
-            # One failed job must not end the sweep: run.json records it ("failed" + the error line) and
-            # the sweep report (encoderlab.sweep_report) lists it at the end. None = a failed Optuna trial.
-            if user_error is None:
-                log.exception("job failed: %s", f"{type(err).__name__}: {err}".splitlines()[0])
-            else:
-                log.error("error: %s", user_error)
-            return None
         if user_error is None:
-            raise
-        print(f"error: {user_error}", file=sys.stderr)
-        sys.exit(2)
+            log.exception("job failed: %s", f"{type(err).__name__}: {err}".splitlines()[0])
+        else:
+            log.error("error: %s", user_error)
+        return None
+
+
+def main() -> None:
+    """``encoderlab-train``: the Hydra app, every failure reported as one ``error: ...`` line."""
+    run_reporting_errors(app)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from encoderlab.data.collators import LengthGroupedSampler, MLMCollator, PaddingCollator
+from encoderlab.data.collators import MLMCollator, PaddingCollator
+from encoderlab.data.samplers import LengthGroupedSampler
 from encoderlab.errors import UserError
 
 PAD, UNK, CLS, SEP, MASK = range(5)

@@ -31,7 +31,7 @@ def test_corpus_datamodule(tmp_path, corpus_file):
         rows = min(4, len(loader.dataset))
         assert all(v.shape == (rows, 32) and v.dtype == torch.long for v in batch.values())
         assert (batch["labels"] != -100).any()
-    assert dm.val_dataloader().dataset is dm.val_dataset
+    assert dm.val_dataloader().dataset.dataset is dm.val_dataset
 
     # A second module with the same settings reuses the tokenizer and the token caches.
     again = corpus_dm(tmp_path, corpus_file)

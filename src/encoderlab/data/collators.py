@@ -1,12 +1,11 @@
-"""Collators (MLM masking, dynamic padding) and a length-grouped batch sampler."""
+"""Collators: MLM masking (reproducible per item) and dynamic padding."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Sampler
 
 from encoderlab.errors import UserError
 
@@ -26,7 +25,12 @@ def pad_sequences(seqs: Sequence[torch.Tensor], pad_id: int, multiple_of: int | 
 class MLMCollator:
     """BERT masking: select ``mlm_probability`` of the eligible tokens; of those, 80% -> [MASK],
     10% -> a random non-special token, 10% unchanged (fractions configurable). Labels are the
-    original ids at selected positions and -100 elsewhere. Uses torch's global RNG so seeding works.
+    original ids at selected positions and -100 elsewhere.
+
+    Items are token tensors, or ``(key, tensor)`` pairs (``EpochKeyedDataset``): then each sequence's
+    random draws come from a generator seeded by ``(seed, key)``, so an item's masking does not depend on
+    the global RNG, the batch it is in, the number of processes or where a run was resumed. Plain tensors
+    use torch's global RNG.
     """
 
     def __init__(
@@ -38,6 +42,7 @@ class MLMCollator:
         mlm_probability: float = 0.15,
         mask_replace_prob: float = 0.8,
         random_replace_prob: float = 0.1,
+        seed: int = 0,
     ):
         if not 0.0 < mlm_probability < 1.0:
             raise UserError(f"mlm_probability={mlm_probability} must be in (0, 1) — set data.mlm_probability")
@@ -52,6 +57,7 @@ class MLMCollator:
         self.mlm_probability = mlm_probability
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
+        self.seed = seed
         self.special = torch.tensor(sorted(set(special_ids) | {pad_id, mask_id}), dtype=torch.long)
         # Random replacements are drawn only from ordinary tokens, never specials.
         is_special = torch.zeros(vocab_size, dtype=torch.bool)
@@ -62,30 +68,53 @@ class MLMCollator:
                 "vocabulary has no non-special tokens — train a larger tokenizer (data.vocab_size)"
             )
 
-    def __call__(self, batch: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _draws(self, shape: torch.Size, keys: Sequence[int] | None, lengths: list[int]):
+        """Uniforms for selection and for mask/random/keep, and random-token indices, each of ``shape``."""
+        if keys is None:
+            return (
+                torch.rand(shape),
+                torch.rand(shape),
+                torch.randint(len(self.random_pool), shape),
+                None,
+            )
+        select, choice = torch.ones(shape), torch.ones(shape)
+        token = torch.zeros(shape, dtype=torch.long)
+        g = torch.Generator()
+        for row, (key, n) in enumerate(zip(keys, lengths, strict=True)):
+            g.manual_seed(int(np.random.SeedSequence([self.seed, int(key)]).generate_state(1, np.uint64)[0]))
+            select[row, :n] = torch.rand(n, generator=g)
+            choice[row, :n] = torch.rand(n, generator=g)
+            token[row, :n] = torch.randint(len(self.random_pool), (n,), generator=g)
+        return select, choice, token, g
+
+    def __call__(self, batch: Sequence[torch.Tensor] | Sequence[tuple[int, torch.Tensor]]) -> dict:
+        keys = None
+        if isinstance(batch[0], tuple):
+            keys, batch = zip(*batch, strict=True)
         input_ids = pad_sequences(batch, self.pad_id)
         attention_mask = torch.zeros_like(input_ids)
         for row, s in zip(attention_mask, batch, strict=True):
             row[: len(s)] = 1
         eligible = ~torch.isin(input_ids, self.special) & attention_mask.bool()
+        select_u, choice_u, token_idx, g = self._draws(input_ids.shape, keys, [len(s) for s in batch])
 
-        selected = (torch.rand(input_ids.shape) < self.mlm_probability) & eligible
+        selected = (select_u < self.mlm_probability) & eligible
         if not selected.any() and eligible.any():
             # Never return a batch with no targets: the mean MLM loss would be NaN.
             candidates = torch.nonzero(eligible)
-            pick = candidates[torch.randint(len(candidates), (1,))].squeeze(0)
+            pick = candidates[torch.randint(len(candidates), (1,), generator=g)].squeeze(0)
             selected[pick[0], pick[1]] = True
 
         labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
         # One uniform draw per position decides mask / random / keep with the configured fractions.
-        u = torch.rand(input_ids.shape)
-        to_mask = selected & (u < self.mask_replace_prob)
+        to_mask = selected & (choice_u < self.mask_replace_prob)
         to_random = (
-            selected & (u >= self.mask_replace_prob) & (u < self.mask_replace_prob + self.random_replace_prob)
+            selected
+            & (choice_u >= self.mask_replace_prob)
+            & (choice_u < self.mask_replace_prob + self.random_replace_prob)
         )
         input_ids = input_ids.masked_fill(to_mask, self.mask_id)
-        random_tokens = self.random_pool[torch.randint(len(self.random_pool), input_ids.shape)]
-        input_ids = torch.where(to_random, random_tokens, input_ids)
+        input_ids = torch.where(to_random, self.random_pool[token_idx], input_ids)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -111,54 +140,3 @@ class PaddingCollator:
             "token_type_ids": token_type_ids,
             "labels": torch.tensor(labels, dtype=torch.float if is_float else torch.long),
         }
-
-
-class LengthGroupedSampler(Sampler[list[int]]):
-    """Batch sampler that groups similar lengths to cut padding, while staying random.
-
-    Shuffle all indices, split into mega-batches of ``mega_batch_mult * batch_size``, sort each by
-    length (longest first), cut into batches, shuffle the batch order. Deterministic for a given
-    ``seed`` and epoch; call ``set_epoch`` each epoch (Lightning does this for samplers that have it).
-    """
-
-    def __init__(
-        self,
-        lengths: Sequence[int] | np.ndarray,
-        batch_size: int,
-        seed: int = 0,
-        drop_last: bool = False,
-        mega_batch_mult: int = 50,
-    ):
-        if batch_size < 1:
-            raise UserError(f"batch_size={batch_size} must be at least 1 — set data.batch_size")
-        self.lengths = np.asarray(lengths)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.drop_last = drop_last
-        self.mega = mega_batch_mult * batch_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def __iter__(self) -> Iterator[list[int]]:
-        g = torch.Generator()
-        g.manual_seed(self.seed + self.epoch)
-        perm = torch.randperm(len(self.lengths), generator=g).numpy()
-        batches = []
-        for start in range(0, len(perm), self.mega):
-            mega = perm[start : start + self.mega]
-            # Stable sort so ties keep the shuffled order.
-            mega = mega[np.argsort(-self.lengths[mega], kind="stable")]
-            batches.extend(
-                mega[i : i + self.batch_size].tolist() for i in range(0, len(mega), self.batch_size)
-            )
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        order = torch.randperm(len(batches), generator=g).tolist()
-        for j in order:
-            yield batches[j]

@@ -20,9 +20,16 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import DataLoader
 
-from encoderlab.data.collators import LengthGroupedSampler, MLMCollator, PaddingCollator
+from encoderlab.data.collators import MLMCollator, PaddingCollator
 from encoderlab.data.datasets import LabelledDataset, PackedSequenceDataset
 from encoderlab.data.readers import file_fingerprint, keep_paragraph, read_corpus, read_table
+from encoderlab.data.samplers import (
+    EpochBatchSampler,
+    EpochKeyedDataset,
+    LengthGroupedSampler,
+    ResumableDataLoader,
+    ShuffledBatchSampler,
+)
 from encoderlab.data.token_cache import cached_token_ids
 from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids
 from encoderlab.errors import UserError
@@ -69,11 +76,35 @@ def _hub_fingerprint(hub: dict, split_key: str) -> str:
     return "hub:" + json.dumps({"hub": hub, "split": split_key}, sort_keys=True, default=str)
 
 
-def _loader_kwargs(num_workers: int) -> dict:
+def _check_counts(minimums: dict[str, int], values: dict[str, object]) -> None:
+    """Integer settings (``data.batch_size=abc`` arrives as a string) fail here, naming the key."""
+    for name, minimum in minimums.items():
+        value = values[name]
+        if value is None and name.endswith("_limit"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UserError(f"data.{name}={value!r} must be an integer >= {minimum} — set data.{name}")
+
+
+def _empty_label_row(raw: list) -> int | None:
+    """1-based data row of the first missing label (an empty cell), or None."""
+    for i, v in enumerate(raw):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return i + 1
+    return None
+
+
+COUNTS = {"batch_size": 1, "max_seq_len": 3, "vocab_size": 10, "num_workers": 0, "train_limit": 1}
+
+
+def _loader_kwargs(num_workers: int, seed: int) -> dict:
     return {
         "num_workers": num_workers,
         "pin_memory": torch.cuda.is_available(),
         "persistent_workers": num_workers > 0,
+        # Its own generator: starting an epoch's iterator then draws nothing from the global RNG (whose
+        # state a checkpoint restores), so a resumed run consumes random numbers exactly like an unbroken one.
+        "generator": torch.Generator().manual_seed(seed),
     }
 
 
@@ -120,6 +151,23 @@ class _PreparedDataModule(pl.LightningDataModule):
         """Whether a labelled test split exists (the entry point then runs ``trainer.test``)."""
         return getattr(self, "test_dataset", None) is not None
 
+    def _resumable_train_loader(self, dataset, batch_sampler: EpochBatchSampler, collate_fn) -> DataLoader:
+        """The training loader: this process's share of each epoch's batches, resumable mid-epoch."""
+        trainer = self.trainer
+        if trainer is not None:
+            batch_sampler.shard(trainer.global_rank, trainer.world_size)
+
+        def batches_done() -> int:
+            return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer else 0
+
+        return ResumableDataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            collate_fn=collate_fn,
+            batches_done=batches_done,
+            **_loader_kwargs(self.num_workers, self.seed),
+        )
+
     def _set_tokenizer(self, tokenizer: Tokenizer, location: str) -> None:
         self._tokenizer = tokenizer
         loc = Path(location)
@@ -146,8 +194,11 @@ class TextCorpusDataModule(_PreparedDataModule):
         num_workers: int = 0,
         cache_dir: str = ".cache/encoderlab",
         hub: dict | None = None,
+        seed: int = 0,
     ):
         super().__init__()
+        _check_counts({**COUNTS, "val_limit": 1}, locals())
+        self.seed = seed
         self.train_file = train_file
         self.val_file = val_file
         self.tokenizer_path = tokenizer
@@ -247,6 +298,7 @@ class TextCorpusDataModule(_PreparedDataModule):
             mlm_probability=self.mlm_probability,
             mask_replace_prob=self.mask_replace_prob,
             random_replace_prob=self.random_replace_prob,
+            seed=self.seed,
         )
 
     def _split(self, paragraphs: list[str]) -> tuple[list[str], list[str]]:
@@ -261,22 +313,19 @@ class TextCorpusDataModule(_PreparedDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.prepare()
-        return DataLoader(
-            self.train_dataset,
-            batch_size=self.batch_size,
-            shuffle=True,
-            collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers),
-        )
+        # Keyed items: each block's masking is seeded by (seed, epoch, index), reproducible on resume.
+        sampler = ShuffledBatchSampler(len(self.train_dataset), self.batch_size, self.seed, epoch_keys=True)
+        return self._resumable_train_loader(EpochKeyedDataset(self.train_dataset), sampler, self.collator)
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()
+        # Keys 0..n-1: the same masking at every validation, so validation losses compare across steps.
         return DataLoader(
-            self.val_dataset,
+            EpochKeyedDataset(self.val_dataset),
             batch_size=self.batch_size,
             shuffle=False,
             collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers),
+            **_loader_kwargs(self.num_workers, self.seed),
         )
 
 
@@ -309,6 +358,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         seed: int = 0,
     ):
         super().__init__()
+        _check_counts(COUNTS, locals())
         if not 0.0 < val_split < 1.0:
             raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
         self.train_file = train_file
@@ -364,8 +414,34 @@ class TextClassificationDataModule(_PreparedDataModule):
         payload = {"label_names": self.label_names, "label_to_id": self.label_map}
         Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
+    def _check_labels_present(self, raw: list, source: str) -> None:
+        row = _empty_label_row(raw)
+        if row is not None:
+            raise UserError(
+                f"data row {row} of {source} has no label (empty '{self.label_column}' cell) — "
+                "fill it in or remove the row"
+            )
+
+    @staticmethod
+    def _regression_targets(raw: list, source: str) -> np.ndarray:
+        try:
+            values = np.asarray([float(v) for v in raw], dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise UserError(
+                f"non-numeric label in {source} ({e}) — regression (num_labels=1) needs numbers"
+            ) from None
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise UserError(
+                f"label '{raw[bad[0]]}' in data row {bad[0] + 1} of {source} is not a finite number "
+                f"({len(bad)} such rows) — regression targets must be finite: fix or drop those rows"
+            )
+        return values
+
     def _build_label_map(self, raw: list, source: str) -> None:
+        self._check_labels_present(raw, source)
         if self.regression:
+            self._regression_targets(raw, source)  # fail on NaN targets before any other work
             self._label_names = []
             self._int_labels = False
             return
@@ -386,13 +462,9 @@ class TextClassificationDataModule(_PreparedDataModule):
             )
 
     def _encode_labels(self, raw: list, source: str) -> np.ndarray:
+        self._check_labels_present(raw, source)
         if self.regression:
-            try:
-                return np.asarray([float(v) for v in raw], dtype=np.float32)
-            except (TypeError, ValueError) as e:
-                raise UserError(
-                    f"non-numeric label in {source} ({e}) — regression (num_labels=1) needs numbers"
-                ) from None
+            return self._regression_targets(raw, source)
         mapping = {name: i for i, name in enumerate(self._label_names)}
         out = np.empty(len(raw), dtype=np.int64)
         for i, v in enumerate(raw):
@@ -519,15 +591,13 @@ class TextClassificationDataModule(_PreparedDataModule):
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         self.prepare()
-        kwargs = _loader_kwargs(self.num_workers)
-        distributed = self.trainer is not None and self.trainer.world_size > 1
-        # Lightning cannot inject a DistributedSampler into a custom batch sampler; plain shuffle under DDP.
-        if self.group_by_length and not distributed:
-            sampler = LengthGroupedSampler(self.train_dataset.lengths, self.batch_size, seed=self.seed)
-            return DataLoader(self.train_dataset, batch_sampler=sampler, collate_fn=self.collator, **kwargs)
-        return DataLoader(
-            self.train_dataset, batch_size=self.batch_size, shuffle=True, collate_fn=self.collator, **kwargs
+        n, size = len(self.train_dataset), self.batch_size
+        sampler = (
+            LengthGroupedSampler(self.train_dataset.lengths, size, seed=self.seed)
+            if self.group_by_length
+            else ShuffledBatchSampler(n, size, seed=self.seed)
         )
+        return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
 
     def _eval_loader(self, dataset: LabelledDataset) -> DataLoader:
         return DataLoader(
@@ -535,7 +605,7 @@ class TextClassificationDataModule(_PreparedDataModule):
             batch_size=self.batch_size,
             shuffle=False,
             collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers),
+            **_loader_kwargs(self.num_workers, self.seed),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from encoderlab.errors import UserError
 from encoderlab.training.param_groups import param_groups
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -36,7 +37,11 @@ class EncoderTask(pl.LightningModule):
 
     def configure_optimizers(self):
         weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
-        optimizer = self.optimizer_factory(param_groups(self, weight_decay))
+        try:
+            optimizer = self.optimizer_factory(param_groups(self, weight_decay))
+        except (TypeError, ValueError) as err:
+            # torch validates lr, betas, eps, weight_decay when the optimizer is built.
+            raise UserError(f"optimizer settings rejected ({err}) — fix optimizer.lr / optimizer.*") from None
         if self.scheduler_factory is None:
             return optimizer
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))

@@ -64,8 +64,11 @@ def now() -> str:
 class RunRecord:
     """Written at start (status ``running``) and rewritten at the end (``completed`` or ``failed``)."""
 
-    def __init__(self, run_dir: str | Path, seed: int | None, overrides: list[str] | None = None) -> None:
+    def __init__(
+        self, run_dir: str | Path, seed: int | None, overrides: list[str] | None = None, write: bool = True
+    ) -> None:
         self.path = Path(run_dir) / "run.json"
+        self.write = write  # False in the non-zero ranks of a distributed run
         self.data = {
             "status": "running",
             "started": now(),
@@ -79,10 +82,11 @@ class RunRecord:
         }
 
     @classmethod
-    def resume(cls, run_dir: str | Path, overrides: list[str]) -> RunRecord:
+    def resume(cls, run_dir: str | Path, overrides: list[str], write: bool = True) -> RunRecord:
         """The existing record of ``run_dir``, marked running again, with this resume noted."""
         record = cls.__new__(cls)
         record.path = Path(run_dir) / "run.json"
+        record.write = write
         record.data = json.loads(record.path.read_text())
         record.data.setdefault("resumes", []).append(
             {"at": now(), "overrides": redact_argv(overrides), "git": git_state()}
@@ -91,8 +95,10 @@ class RunRecord:
         return record
 
     def start(self) -> None:
-        write_json(self.path, self.data)
+        if self.write:
+            write_json(self.path, self.data)
 
     def finish(self, status: str, **extra) -> None:
         self.data.update(status=status, ended=now(), **redact(extra))
-        write_json(self.path, self.data)
+        if self.write:
+            write_json(self.path, self.data)

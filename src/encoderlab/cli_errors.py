@@ -1,0 +1,105 @@
+"""Every failure of ``encoderlab-train`` as one line on stderr: ``error: <problem> — <fix>``.
+
+Hydra is told to re-raise (``HYDRA_FULL_ERROR=1`` inside the process) so that this module, not Hydra,
+reports: a mistake the user can fix (``UserError``, a malformed override, an unknown option or key, a
+rejected setting, an unwritable path) exits 2, anything else exits 1. The traceback appears only when the
+user sets ``HYDRA_FULL_ERROR=1``. An edge module: it knows Hydra's exception types.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Callable
+
+from hydra.errors import (
+    ConfigCompositionException,
+    InstantiationException,
+    MissingConfigException,
+    OverrideParseException,
+)
+from omegaconf.errors import OmegaConfBaseException
+
+from encoderlab.errors import UserError
+
+FULL_ERROR = "HYDRA_FULL_ERROR"
+# What the user asked for; inherited by the processes that Lightning's DDP launches from this one.
+REQUESTED = "ENCODERLAB_FULL_ERROR"
+UNEXPECTED = 1
+USER = 2
+
+
+def find_user_error(err: BaseException | None) -> UserError | None:
+    """The UserError behind ``err``, if any (Hydra's instantiate wraps what a constructor raises)."""
+    while err is not None:
+        if isinstance(err, UserError):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _root(err: BaseException) -> BaseException:
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
+def describe(err: BaseException) -> tuple[str, int]:
+    """(one line naming the problem and the fix, exit status)."""
+    user_error = find_user_error(err)
+    if user_error is not None:
+        return str(user_error), USER
+    if isinstance(err, OverrideParseException):
+        problem = _one_line(err).split("; See https")[0]
+        return (
+            f"malformed override: {problem} — write overrides as key=value, quoting values with spaces or "
+            "brackets (https://hydra.cc/docs/advanced/override_grammar/basic)",
+            USER,
+        )
+    if isinstance(err, MissingConfigException):
+        first = str(err).splitlines()[0]
+        options = f"choose one of: {', '.join(err.options)}" if err.options else "check the name"
+        return f"{first} — {options}", USER
+    if isinstance(err, ConfigCompositionException):
+        cause = f" ({_one_line(err.__cause__).split('; full_key')[0]})" if err.__cause__ else ""
+        return (
+            f"{_one_line(err)}{cause} — check the key's spelling (encoderlab-train --cfg job shows the config)",
+            USER,
+        )
+    if isinstance(err, InstantiationException | OmegaConfBaseException):
+        root = _root(err)
+        target = re.search(r"target '([^']+)'", str(err))
+        key = re.search(r"full_key: (\S+)", str(err))
+        what = f"{target.group(1)} rejected its settings" if target else "a setting was rejected"
+        fix = f"fix the {key.group(1)}.* values" if key else "fix the value named above"
+        return f"{what}: {type(root).__name__}: {_one_line(root)[:400]} — {fix}", USER
+    if isinstance(err, OSError) and err.filename:
+        return (
+            f"{err.strerror or type(err).__name__}: {err.filename} — use a path that exists and that you can "
+            "write to (outputs: hydra.run.dir or ENCODERLAB_OUTPUT_DIR)",
+            USER,
+        )
+    return (
+        f"{type(err).__name__}: {_one_line(err)[:500]} — an unexpected failure; run again with "
+        f"{FULL_ERROR}=1 for the traceback",
+        UNEXPECTED,
+    )
+
+
+def run_reporting_errors(app: Callable[[], object]) -> None:
+    """Run the Hydra ``app``; report what it raises in one line and exit non-zero."""
+    os.environ.setdefault(REQUESTED, os.environ.get(FULL_ERROR, "0"))
+    os.environ[FULL_ERROR] = "1"  # Hydra re-raises instead of printing its own report
+    try:
+        app()
+    except Exception as err:
+        if os.environ[REQUESTED] == "1":
+            raise
+        message, status = describe(err)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(status)

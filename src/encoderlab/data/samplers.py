@@ -1,0 +1,172 @@
+"""Training batch order as a pure function of (seed, epoch): sharded across processes, resumable mid-epoch.
+
+Every training loader draws its batches from an ``EpochBatchSampler``. The batches of epoch ``e`` depend only
+on ``seed`` and ``e`` (never on the global RNG), each process takes every ``world_size``-th batch (so the
+global batch of a step is the same whatever the number of processes), and ``ResumableDataLoader`` tells
+Lightning how many batches of the epoch were consumed, so that a run resumed from a mid-epoch checkpoint
+continues with exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from encoderlab.errors import UserError
+
+
+class EpochBatchSampler(Sampler[list[int]]):
+    """Base class: subclasses define ``epoch_batches(epoch)``; this class shards, pads and resumes."""
+
+    def __init__(self, batch_size: int, seed: int = 0) -> None:
+        if batch_size < 1:
+            raise UserError(f"batch_size={batch_size} must be at least 1 — set data.batch_size")
+        self.batch_size = batch_size
+        self.seed = seed
+        self.epoch = 0
+        self.rank = 0
+        self.world_size = 1
+        self._resume_at: tuple[int, int] | None = None
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def num_batches(self) -> int:
+        """Batches in one epoch over all processes."""
+        raise NotImplementedError
+
+    @property
+    def sampler(self) -> EpochBatchSampler:
+        # Lightning calls set_epoch on ``loader.batch_sampler.sampler`` (not on the batch sampler itself).
+        return self
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def shard(self, rank: int, world_size: int) -> None:
+        self.rank, self.world_size = rank, world_size
+
+    def resume(self, epoch: int, batches_done: int) -> None:
+        """The next iteration is epoch ``epoch`` without its first ``batches_done`` batches (of this process)."""
+        self.epoch = epoch
+        self._resume_at = (epoch, batches_done)
+
+    def __len__(self) -> int:
+        # The whole epoch, also when resuming: Lightning counts the batches already done itself.
+        return -(-self.num_batches() // self.world_size)
+
+    def _my_batches(self) -> list[list[int]]:
+        batches = self.epoch_batches(self.epoch)
+        # Every process needs the same number of batches (else DDP hangs): pad by repeating from the start.
+        padding = len(self) * self.world_size - len(batches)
+        batches = batches + batches[:padding]
+        return batches[self.rank :: self.world_size]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        # A generator: the order is fixed at the first batch, after Lightning restored the position.
+        batches = self._my_batches()
+        start = 0
+        if self._resume_at is not None and self._resume_at[0] == self.epoch:
+            start = self._resume_at[1]
+        self._resume_at = None
+        yield from batches[start:]
+
+
+class ShuffledBatchSampler(EpochBatchSampler):
+    """Shuffle ``num_samples`` indices per epoch and cut them into batches of ``batch_size``.
+
+    With ``epoch_keys`` the items are ``epoch * num_samples + index`` (see ``EpochKeyedDataset``), so each
+    item knows which epoch drew it: MLM masking is seeded by that key.
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int = 0, epoch_keys: bool = False) -> None:
+        super().__init__(batch_size, seed)
+        self.num_samples = num_samples
+        self.epoch_keys = epoch_keys
+
+    def num_batches(self) -> int:
+        return -(-self.num_samples // self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        g = torch.Generator().manual_seed(self.seed + epoch)
+        perm = torch.randperm(self.num_samples, generator=g)
+        if self.epoch_keys:
+            perm = perm + epoch * self.num_samples
+        return [chunk.tolist() for chunk in perm.split(self.batch_size)]
+
+
+class LengthGroupedSampler(EpochBatchSampler):
+    """Batches of similar lengths to cut padding, while staying random.
+
+    Shuffle all indices, split into mega-batches of ``mega_batch_mult * batch_size``, sort each by
+    length (longest first), cut into batches, shuffle the batch order.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int] | np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        drop_last: bool = False,
+        mega_batch_mult: int = 50,
+    ):
+        super().__init__(batch_size, seed)
+        self.lengths = np.asarray(lengths)
+        self.drop_last = drop_last
+        self.mega = mega_batch_mult * batch_size
+
+    def num_batches(self) -> int:
+        n = len(self.lengths)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        g = torch.Generator()
+        g.manual_seed(self.seed + epoch)
+        perm = torch.randperm(len(self.lengths), generator=g).numpy()
+        batches = []
+        for start in range(0, len(perm), self.mega):
+            mega = perm[start : start + self.mega]
+            # Stable sort so ties keep the shuffled order.
+            mega = mega[np.argsort(-self.lengths[mega], kind="stable")]
+            batches.extend(
+                mega[i : i + self.batch_size].tolist() for i in range(0, len(mega), self.batch_size)
+            )
+        if self.drop_last:
+            batches = [b for b in batches if len(b) == self.batch_size]
+        order = torch.randperm(len(batches), generator=g).tolist()
+        return [batches[j] for j in order]
+
+
+class EpochKeyedDataset(Dataset):
+    """``dataset`` addressed by keys ``epoch * len(dataset) + index``; items are ``(key, dataset[index])``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: int):
+        return key, self.dataset[key % len(self.dataset)]
+
+
+class ResumableDataLoader(DataLoader):
+    """A training DataLoader whose position in the epoch goes into Lightning checkpoints.
+
+    Lightning saves ``state_dict()`` of every training loader that has one and calls ``load_state_dict``
+    on resume, just before the first batch is drawn. ``batches_done`` reads how many batches of the
+    current epoch have been trained (the loader itself runs ahead of training by its prefetching).
+    """
+
+    def __init__(self, *args, batches_done: Callable[[], int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches_done = batches_done
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": int(self.batch_sampler.epoch), "batches_done": int(self._batches_done())}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.batch_sampler.resume(state["epoch"], state["batches_done"])
