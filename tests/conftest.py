@@ -132,6 +132,9 @@ def cli_env(data_dir: Path, cache_dir: Path, **extra: str) -> dict[str, str]:
         PYTHONWARNINGS="ignore",
         HYDRA_FULL_ERROR="0",
     )
+    # One math thread per CLI process: tiny models gain nothing from more, and on a shared machine idle
+    # OpenMP threads spinning for cores make runs an order of magnitude slower.
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.update(extra)
     return env
 
