@@ -6,6 +6,7 @@ Returns the optimized metric so Hydra sweepers can use it.
 
 from __future__ import annotations
 
+import copy
 import logging
 import sys
 import time
@@ -19,17 +20,21 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
+from encoderlab.data.cloze import ClozeDataModule
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.run_dirs import LAST_CHECKPOINT, register_resolvers, resume_config
+from encoderlab.tasks.cloze import ClozeTask
 from encoderlab.tasks.masked_lm import MaskedLMTask
+from encoderlab.training.adapters import ADAPTER_DIR, has_adapters, merge_lora, save_adapter
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
-from encoderlab.training.freeze import freeze
+from encoderlab.training.freeze import FreezeGradual, freeze
 from encoderlab.training.redact import redact, redact_argv, redact_yaml_files
 from encoderlab.training.run_loading import save_run_tokenizer
 from encoderlab.training.run_record import RunRecord
+from encoderlab.training.unfreezing import GradualUnfreezing
 
 log = logging.getLogger("encoderlab")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -44,7 +49,11 @@ def build_task(cfg: DictConfig):
     datamodule.prepare()
     encoder = init.build_encoder(instantiate(cfg.encoder), datamodule.vocab_size)
     head = instantiate(cfg.head)(encoder, **datamodule.head_kwargs)
+    if cfg.get("adapter"):
+        instantiate(cfg.adapter).apply(encoder)  # in place: LoRA wraps the targeted projections
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    if isinstance(datamodule, ClozeDataModule) != (target_name(cfg.task) == "ClozeTask"):
+        raise UserError("task=cloze and cloze data (method=cloze: data with prompt.template) go together")
     task = instantiate(cfg.task)(
         encoder=encoder,
         head=head,
@@ -52,11 +61,18 @@ def build_task(cfg: DictConfig):
         scheduler=scheduler,
         **datamodule.task_kwargs,
     )
-    if isinstance(task, MaskedLMTask) != isinstance(head, MaskedLMHead):
+    if isinstance(task, MaskedLMTask | ClozeTask) != isinstance(head, MaskedLMHead):
         raise UserError(
-            "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
+            "task=pretrain needs head=mlm, task=cloze head=mlm_pretrained (and an MLM head needs one of "
+            "them) — fix the task/head pair"
         )
+    if cfg.get("optimizer_groups"):
+        task.lr_rule = instantiate(cfg.optimizer_groups)
     return datamodule, task
+
+
+def target_name(section: DictConfig) -> str:
+    return str(section.get("_target_", "")).rsplit(".", 1)[-1]
 
 
 def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
@@ -80,7 +96,8 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
     datamodule, task = build_task(cfg)
-    trainable = freeze(task, instantiate(cfg.freeze))
+    policy = instantiate(cfg.freeze)
+    trainable = freeze(task, policy)
     _, total = task.parameter_counts()
     log.info(
         "parameters: %s trainable / %s total (%.1f %%)",
@@ -92,6 +109,8 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     loggers = _instantiate_loggers(cfg, record)
     validated = LastValidatedStep()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [validated]
+    if isinstance(policy, FreezeGradual):
+        callbacks.append(GradualUnfreezing(policy))
     if not cfg.trainer.get("enable_progress_bar", True):
         # Lightning refuses a progress-bar callback when bars are off; honour the trainer switch.
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -115,12 +134,19 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     if cfg.get("test") and datamodule.has_test:
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics.update(_final_metrics(trainer))
-    metrics.update({"params/trainable": trainable, "params/total": total, "time/fit_seconds": fit_seconds})
+    # A run that takes no optimizer step (zero-shot: trainer.max_steps=0) trains nothing.
+    trained = trainable if trainer.max_steps != 0 else 0
+    metrics.update({"params/trainable": trained, "params/total": total, "time/fit_seconds": fit_seconds})
 
     if trainer.is_global_zero and not trainer.fast_dev_run:
         if hasattr(datamodule, "save_label_map"):
             datamodule.save_label_map(run_dir / "label_map.json")
             save_run_tokenizer(datamodule.tokenizer_dir, run_dir)  # the run alone can tokenize for predict
+        if has_adapters(task.encoder):
+            save_adapter(task, run_dir / ADAPTER_DIR)
+            if cfg.adapter.get("merge_on_export"):
+                merged = merge_lora(copy.deepcopy(task.encoder).cpu())
+                export_encoder(merged, datamodule.tokenizer_dir, run_dir / "encoder")
         if isinstance(task, MaskedLMTask):
             # Stage 1's product: the encoder alone, plus the MLM head kept aside for prompt-style reuse.
             export_encoder(task.encoder, datamodule.tokenizer_dir, run_dir / "encoder")

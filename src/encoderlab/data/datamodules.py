@@ -300,6 +300,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         max_seq_len: int = 128,
         batch_size: int = 32,
         train_limit: int | None = None,
+        train_sample: int | None = None,
         val_split: float = 0.1,
         num_labels: int | None = None,
         group_by_length: bool = True,
@@ -323,6 +324,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         self.max_seq_len = max_seq_len
         self.batch_size = batch_size
         self.train_limit = train_limit
+        self.train_sample = train_sample
         self.val_split = val_split
         self.num_labels_expected = num_labels
         self.group_by_length = group_by_length
@@ -459,7 +461,10 @@ class TextClassificationDataModule(_PreparedDataModule):
         train, train_src, train_fp = self._read_split("train", self.train_file, from_hub)
         if self.train_limit is not None:
             train = {c: v[: self.train_limit] for c, v in train.items()}
-        train_fp = f"{train_fp}:limit={self.train_limit}:cols={self._columns()}"
+        if self.train_sample is not None:
+            train = self._sample(train, train_src)
+        sample = f":sample={self.train_sample}:seed={self.seed}" if self.train_sample is not None else ""
+        train_fp = f"{train_fp}:limit={self.train_limit}{sample}:cols={self._columns()}"
         self._build_label_map(train[self.label_column], train_src)
 
         val = self._read_split("val", self.val_file, from_hub)
@@ -504,6 +509,17 @@ class TextClassificationDataModule(_PreparedDataModule):
         self.val_dataset = build(*val)
         self.test_dataset = build(*test) if test is not None else None
         self.collator = PaddingCollator(self.pad_id)
+
+    def _sample(self, table: dict[str, list], source: str) -> dict[str, list]:
+        """A random subset of ``train_sample`` examples drawn with ``seed`` (few-shot studies: one draw per seed)."""
+        n = len(table[self.label_column])
+        if not 1 <= self.train_sample <= n:
+            raise UserError(
+                f"data.train_sample={self.train_sample} but {source} has {n} training examples — "
+                f"choose 1 <= data.train_sample <= {n}"
+            )
+        picked = np.sort(np.random.default_rng(self.seed).choice(n, self.train_sample, replace=False))
+        return {c: [v[i] for i in picked] for c, v in table.items()}
 
     def _split_off_val(self, table: dict[str, list]) -> tuple[dict[str, list], dict[str, list]]:
         n = len(table[self.label_column])
