@@ -63,7 +63,9 @@ def verbalizer_token_ids(
     """One vocabulary id per label (in label-id order); every word must be a single known token."""
     example = ", ".join(f"{name}: word" for name in label_names)
     if not verbalizer:
-        raise UserError(f"cloze classification needs prompt.verbalizer — one word per label, e.g. {{{example}}}")
+        raise UserError(
+            f"cloze classification needs prompt.verbalizer — one word per label, e.g. {{{example}}}"
+        )
     words = {str(k): str(v) for k, v in verbalizer.items()}
     missing = [name for name in label_names if name not in words]
     extra = sorted(set(words) - set(label_names))

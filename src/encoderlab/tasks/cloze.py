@@ -30,7 +30,9 @@ class ClozeTask(SequenceClassificationTask):
         if len(verbalizer_token_ids) != num_labels:
             raise ValueError(f"{len(verbalizer_token_ids)} verbalizer tokens for {num_labels} labels")
         self.register_buffer(
-            "verbalizer_token_ids", torch.tensor(list(verbalizer_token_ids), dtype=torch.long), persistent=False
+            "verbalizer_token_ids",
+            torch.tensor(list(verbalizer_token_ids), dtype=torch.long),
+            persistent=False,
         )
 
     def forward(self, batch) -> torch.Tensor:

@@ -47,7 +47,9 @@ class LoRA:
         if self.r < 1:
             raise UserError(f"adapter.r={self.r} must be at least 1")
         if not self.target_modules:
-            raise UserError("adapter.target_modules is empty — name the projections to adapt, e.g. [query,value]")
+            raise UserError(
+                "adapter.target_modules is empty — name the projections to adapt, e.g. [query,value]"
+            )
 
     def apply(self, encoder: nn.Module) -> nn.Module:
         """Inject the adapters into ``encoder`` in place (and return it)."""

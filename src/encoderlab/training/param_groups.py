@@ -79,7 +79,9 @@ def param_groups(
             groups.setdefault((depth, _decays(module, name)), []).append(param)
     out = []
     # Decaying parameters first at each depth (the layout older checkpoints' optimizer state has).
-    for (depth, decays), params in sorted(groups.items(), key=lambda kv: not kv[0][1]) if not layered else groups.items():
+    for (depth, decays), params in (
+        sorted(groups.items(), key=lambda kv: not kv[0][1]) if not layered else groups.items()
+    ):
         group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
         if layered:
             group["lr"] = rule.lr(depth, n_layers, lr)
