@@ -6,7 +6,6 @@ Returns the optimized metric so Hydra sweepers can use it.
 
 from __future__ import annotations
 
-import copy
 import logging
 import sys
 import time
@@ -27,7 +26,7 @@ from encoderlab.models.heads import MaskedLMHead
 from encoderlab.run_dirs import LAST_CHECKPOINT, register_resolvers, resume_config
 from encoderlab.tasks.cloze import ClozeTask
 from encoderlab.tasks.masked_lm import MaskedLMTask
-from encoderlab.training.adapters import ADAPTER_DIR, has_adapters, merge_lora, save_adapter
+from encoderlab.training.adapters import ADAPTER_DIR, has_adapters, merged_copy, save_adapter
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
 from encoderlab.training.freeze import FreezeGradual, freeze
@@ -143,13 +142,12 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
             datamodule.save_label_map(run_dir / "label_map.json")
             save_run_tokenizer(datamodule.tokenizer_dir, run_dir)  # the run alone can tokenize for predict
         if has_adapters(task.encoder):
-            save_adapter(task, run_dir / ADAPTER_DIR)
-            if cfg.adapter.get("merge_on_export"):
-                merged = merge_lora(copy.deepcopy(task.encoder).cpu())
-                export_encoder(merged, datamodule.tokenizer_dir, run_dir / "encoder")
+            save_adapter(task, run_dir / ADAPTER_DIR)  # LoRA tensors + head: the run's small artifact
+            if cfg.adapter.get("merge_on_export") and not isinstance(task, MaskedLMTask):
+                export_encoder(merged_copy(task.encoder), datamodule.tokenizer_dir, run_dir / "encoder")
         if isinstance(task, MaskedLMTask):
             # Stage 1's product: the encoder alone, plus the MLM head kept aside for prompt-style reuse.
-            export_encoder(task.encoder, datamodule.tokenizer_dir, run_dir / "encoder")
+            export_encoder(merged_copy(task.encoder), datamodule.tokenizer_dir, run_dir / "encoder")
             save_mlm_head(task.head, run_dir / MLM_HEAD_FILE)
             log.info("encoder exported to %s", run_dir / "encoder")
     write_json(run_dir / "metrics.json", dict(sorted(metrics.items())))

@@ -95,3 +95,23 @@ def test_train_sample_is_a_seeded_random_subset(classification_files, tmp_path, 
     assert set(a) <= set(everything) and a != everything[:10]
     with pytest.raises(UserError, match="train_sample=1000"):
         train_texts(train_sample=1000)
+
+
+def test_train_sample_keeps_every_label_and_the_full_label_map(tmp_path, write_tsv, make_sentences):
+    # 2 of 60 examples are "rare": a plain random 3-example draw would usually miss it.
+    texts = make_sentences(60, seed=5)
+    rows = [(t, "rare" if i in (17, 41) else ("pos" if i % 2 else "neg")) for i, t in enumerate(texts)]
+    write_tsv(tmp_path / "train.tsv", rows)
+    write_tsv(tmp_path / "dev.tsv", rows[:6])
+    for seed in range(5):
+        dm = TextClassificationDataModule(
+            train_file=str(tmp_path / "train.tsv"),
+            val_file=str(tmp_path / "dev.tsv"),
+            vocab_size=150,
+            cache_dir=str(tmp_path / "cache"),
+            train_sample=3,
+            seed=seed,
+        )
+        dm.prepare()
+        assert dm.label_names == ["neg", "pos", "rare"]
+        assert sorted(dm.train_dataset.labels.tolist()) == [0, 1, 2]

@@ -461,11 +461,12 @@ class TextClassificationDataModule(_PreparedDataModule):
         train, train_src, train_fp = self._read_split("train", self.train_file, from_hub)
         if self.train_limit is not None:
             train = {c: v[: self.train_limit] for c, v in train.items()}
+        # The label map comes from the whole training set: a small sample keeps every label and label id.
+        self._build_label_map(train[self.label_column], train_src)
         if self.train_sample is not None:
             train = self._sample(train, train_src)
         sample = f":sample={self.train_sample}:seed={self.seed}" if self.train_sample is not None else ""
         train_fp = f"{train_fp}:limit={self.train_limit}{sample}:cols={self._columns()}"
-        self._build_label_map(train[self.label_column], train_src)
 
         val = self._read_split("val", self.val_file, from_hub)
         if val is None:
@@ -511,15 +512,26 @@ class TextClassificationDataModule(_PreparedDataModule):
         self.collator = PaddingCollator(self.pad_id)
 
     def _sample(self, table: dict[str, list], source: str) -> dict[str, list]:
-        """A random subset of ``train_sample`` examples drawn with ``seed`` (few-shot studies: one draw per seed)."""
+        """``train_sample`` random examples drawn with ``seed`` (one draw per seed in a few-shot study).
+
+        Classification samples hold every label at least once when there are enough places (a 32-example
+        draw from a skewed set could otherwise miss a class); the remaining places are drawn at random.
+        """
         n = len(table[self.label_column])
         if not 1 <= self.train_sample <= n:
             raise UserError(
                 f"data.train_sample={self.train_sample} but {source} has {n} training examples — "
                 f"choose 1 <= data.train_sample <= {n}"
             )
-        picked = np.sort(np.random.default_rng(self.seed).choice(n, self.train_sample, replace=False))
-        return {c: [v[i] for i in picked] for c, v in table.items()}
+        order = np.random.default_rng(self.seed).permutation(n)
+        first_of_label: dict[str, int] = {}
+        if not self.regression:
+            for i in order:
+                first_of_label.setdefault(str(table[self.label_column][i]), int(i))
+        picked = list(first_of_label.values()) if len(first_of_label) <= self.train_sample else []
+        taken = set(picked)
+        picked += [int(i) for i in order if int(i) not in taken][: self.train_sample - len(picked)]
+        return {c: [v[i] for i in sorted(picked)] for c, v in table.items()}
 
     def _split_off_val(self, table: dict[str, list]) -> tuple[dict[str, list], dict[str, list]]:
         n = len(table[self.label_column])

@@ -8,6 +8,7 @@ update into ``W`` and gives back a plain encoder (same keys as an export), for s
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from torch import nn
 from encoderlab.errors import UserError
 
 ADAPTER_MARKER = "lora_"  # every LoRA tensor's name contains it (lora_A, lora_B, lora_dropout)
+ADAPTER_DIR = "adapter"  # in a run directory: adapter.safetensors + head.safetensors
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ def adapter_state(module: nn.Module) -> dict:
     return {k: v for k, v in module.state_dict().items() if ADAPTER_MARKER in k}
 
 
+def merged_copy(encoder: nn.Module) -> nn.Module:
+    """``encoder`` itself when it has no adapters, else a merged plain copy (on the CPU) for exporting."""
+    return merge_lora(copy.deepcopy(encoder).cpu()) if has_adapters(encoder) else encoder
+
+
 def merge_lora(encoder: nn.Module) -> nn.Module:
     """Fold every LoRA update into its base weight and unwrap it, in place: a plain encoder again."""
     from peft.tuners.lora import LoraLayer
@@ -97,9 +104,6 @@ def merge_lora(encoder: nn.Module) -> nn.Module:
             parent = encoder.get_submodule(parent_name) if parent_name else encoder
             setattr(parent, child, module.get_base_layer())
     return encoder
-
-
-ADAPTER_DIR = "adapter"
 
 
 def save_adapter(task: nn.Module, out_dir: Path) -> Path:
