@@ -9,6 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from encoderlab.export_cli import export_run
 from encoderlab.models.heads import SequenceClassifier
 from encoderlab.predict import Predictor, predict
 from encoderlab.training.adapters import LoRA
@@ -91,6 +92,9 @@ def test_lora_run_reloads_exactly_and_exports_merged(pretrained, env, tmp_path):
     merged = load_encoder(run_dir / "encoder").eval()
     ids = torch.randint(5, merged.config.vocab_size, (2, 12))
     torch.testing.assert_close(merged(ids), encoder(ids), atol=1e-5, rtol=0)
+    # encoderlab-export merges too.
+    exported = load_encoder(export_run(run_dir, tmp_path / "export", "encoderlab", encoder_only=True)).eval()
+    torch.testing.assert_close(exported(ids), encoder(ids), atol=1e-5, rtol=0)
 
 
 def test_cloze_zero_shot_then_few_shot(pretrained, env, tmp_path):
