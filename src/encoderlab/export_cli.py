@@ -49,7 +49,7 @@ def _classifier_parts(run_dir: Path, cfg: dict) -> tuple[Encoder, Path, dict, li
             + CLASSIFIER_FIX
         )
     state = load_checkpoint_state(run_dir)
-    encoder, tokenizer_dir = fine_tuned_encoder(run_dir, cfg, state)
+    encoder, tokenizer_dir = fine_tuned_encoder(run_dir, cfg, state, merge_adapters=True)
     head = split_state(state, "head.")
     if "dense.weight" not in head:
         raise UserError(
@@ -89,7 +89,9 @@ def export_run(
     mlm_head = classifier = labels = None
     if task.endswith("SequenceClassificationTask"):
         if encoder_only:
-            encoder, tokenizer_dir = fine_tuned_encoder(run_dir, cfg, load_checkpoint_state(run_dir))
+            encoder, tokenizer_dir = fine_tuned_encoder(
+                run_dir, cfg, load_checkpoint_state(run_dir), merge_adapters=True
+            )
         else:
             encoder, tokenizer_dir, classifier, labels = _classifier_parts(run_dir, cfg)
     elif task.endswith("MaskedLMTask") or not task:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import typing
 from pathlib import Path
+from types import UnionType
 
 import hydra
 import pytorch_lightning as pl
@@ -20,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ProgressBar
 
 from encoderlab.cli_errors import find_user_error, run_reporting_errors
+from encoderlab.data.cloze import ClozeDataModule
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
@@ -30,17 +33,29 @@ from encoderlab.run_dirs import (
     register_resolvers,
     resume_config,
 )
+from encoderlab.tasks.cloze import ClozeTask
 from encoderlab.tasks.masked_lm import MaskedLMTask
+from encoderlab.training.adapters import ADAPTER_DIR, has_adapters, merged_copy, save_adapter
 from encoderlab.training.checkpoints import LastValidatedStep, check_resumable, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
-from encoderlab.training.freeze import freeze
+from encoderlab.training.freeze import FreezeGradual, freeze
 from encoderlab.training.redact import redact, redact_argv, redact_yaml_files
 from encoderlab.training.run_loading import save_run_tokenizer
 from encoderlab.training.run_record import RunRecord
+from encoderlab.training.unfreezing import GradualUnfreezing
 
 log = logging.getLogger("encoderlab")
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 register_resolvers()
+
+
+def builds(factory, kind: type | UnionType) -> bool:
+    """Whether a partial from the config builds a ``kind``: a class, or a function annotated to return one."""
+    func = getattr(factory, "func", factory)
+    if isinstance(func, type):
+        return issubclass(func, kind)
+    returned = typing.get_type_hints(func).get("return")
+    return isinstance(returned, type) and issubclass(returned, kind)
 
 
 def build_task(cfg: DictConfig):
@@ -58,11 +73,16 @@ def build_task(cfg: DictConfig):
         )
     head_factory, task_factory = instantiate(cfg.head), instantiate(cfg.task)
     # Checked before building: an MLM head cannot take a classifier's arguments, nor the reverse.
-    if issubclass(task_factory.func, MaskedLMTask) != issubclass(head_factory.func, MaskedLMHead):
+    if builds(task_factory, MaskedLMTask | ClozeTask) != builds(head_factory, MaskedLMHead):
         raise UserError(
-            "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
+            "task=pretrain needs head=mlm, task=cloze head=mlm_pretrained (and an MLM head needs one of "
+            "them) — fix the task/head pair"
         )
+    if isinstance(datamodule, ClozeDataModule) != builds(task_factory, ClozeTask):
+        raise UserError("task=cloze and cloze data (method=cloze: data with prompt.template) go together")
     head = head_factory(encoder, **datamodule.head_kwargs)
+    if cfg.get("adapter"):
+        instantiate(cfg.adapter).apply(encoder)  # in place: LoRA wraps the targeted projections
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
     task = task_factory(
         encoder=encoder,
@@ -71,7 +91,13 @@ def build_task(cfg: DictConfig):
         scheduler=scheduler,
         **datamodule.task_kwargs,
     )
+    if cfg.get("optimizer_groups"):
+        task.lr_rule = instantiate(cfg.optimizer_groups)
     return datamodule, task
+
+
+def target_name(section: DictConfig) -> str:
+    return str(section.get("_target_", "")).rsplit(".", 1)[-1]
 
 
 def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
@@ -95,7 +121,8 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     pl.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.paths.output_dir)
     datamodule, task = build_task(cfg)
-    trainable = freeze(task, instantiate(cfg.freeze))
+    policy = instantiate(cfg.freeze)
+    trainable = freeze(task, policy)
     _, total = task.parameter_counts()
     log.info(
         "parameters: %s trainable / %s total (%.1f %%)",
@@ -107,6 +134,8 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     loggers = _instantiate_loggers(cfg, record)
     validated = LastValidatedStep()
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [validated]
+    if isinstance(policy, FreezeGradual):
+        callbacks.append(GradualUnfreezing(policy))
     if not cfg.trainer.get("enable_progress_bar", True):
         # Lightning refuses a progress-bar callback when bars are off; honour the trainer switch.
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
@@ -132,7 +161,9 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     if cfg.get("test") and datamodule.has_test:
         trainer.test(task, datamodule=datamodule, verbose=False)
         metrics.update(_final_metrics(trainer))
-    metrics.update({"params/trainable": trainable, "params/total": total, "time/fit_seconds": fit_seconds})
+    # A run that takes no optimizer step (zero-shot: trainer.max_steps=0) trains nothing.
+    trained = trainable if trainer.max_steps != 0 else 0
+    metrics.update({"params/trainable": trained, "params/total": total, "time/fit_seconds": fit_seconds})
     if not trainer.is_global_zero:
         return metrics  # in a distributed run only rank 0 writes the run's files
 
@@ -140,9 +171,13 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         if hasattr(datamodule, "save_label_map"):
             datamodule.save_label_map(run_dir / "label_map.json")
             save_run_tokenizer(datamodule.tokenizer_dir, run_dir)  # the run alone can tokenize for predict
+        if has_adapters(task.encoder):
+            save_adapter(task, run_dir / ADAPTER_DIR)  # LoRA tensors + head: the run's small artifact
+            if cfg.adapter.get("merge_on_export") and not isinstance(task, MaskedLMTask):
+                export_encoder(merged_copy(task.encoder), datamodule.tokenizer_dir, run_dir / "encoder")
         if isinstance(task, MaskedLMTask):
             # Stage 1's product: the encoder alone, plus the MLM head kept aside for prompt-style reuse.
-            export_encoder(task.encoder, datamodule.tokenizer_dir, run_dir / "encoder")
+            export_encoder(merged_copy(task.encoder), datamodule.tokenizer_dir, run_dir / "encoder")
             save_mlm_head(task.head, run_dir / MLM_HEAD_FILE)
             log.info("encoder exported to %s", run_dir / "encoder")
     write_json(run_dir / "metrics.json", dict(sorted(metrics.items())))

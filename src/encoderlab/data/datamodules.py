@@ -349,6 +349,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         max_seq_len: int = 128,
         batch_size: int = 32,
         train_limit: int | None = None,
+        train_sample: int | None = None,
         val_split: float = 0.1,
         num_labels: int | None = None,
         group_by_length: bool = True,
@@ -373,6 +374,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         self.max_seq_len = max_seq_len
         self.batch_size = batch_size
         self.train_limit = train_limit
+        self.train_sample = train_sample
         self.val_split = val_split
         self.num_labels_expected = num_labels
         self.group_by_length = group_by_length
@@ -531,8 +533,12 @@ class TextClassificationDataModule(_PreparedDataModule):
         train, train_src, train_fp = self._read_split("train", self.train_file, from_hub)
         if self.train_limit is not None:
             train = {c: v[: self.train_limit] for c, v in train.items()}
-        train_fp = f"{train_fp}:limit={self.train_limit}:cols={self._columns()}"
+        # The label map comes from the whole training set: a small sample keeps every label and label id.
         self._build_label_map(train[self.label_column], train_src)
+        if self.train_sample is not None:
+            train = self._sample(train, train_src)
+        sample = f":sample={self.train_sample}:seed={self.seed}" if self.train_sample is not None else ""
+        train_fp = f"{train_fp}:limit={self.train_limit}{sample}:cols={self._columns()}"
 
         val = self._read_split("val", self.val_file, from_hub)
         if val is None:
@@ -576,6 +582,28 @@ class TextClassificationDataModule(_PreparedDataModule):
         self.val_dataset = build(*val)
         self.test_dataset = build(*test) if test is not None else None
         self.collator = PaddingCollator(self.pad_id)
+
+    def _sample(self, table: dict[str, list], source: str) -> dict[str, list]:
+        """``train_sample`` random examples drawn with ``seed`` (one draw per seed in a few-shot study).
+
+        Classification samples hold every label at least once when there are enough places (a 32-example
+        draw from a skewed set could otherwise miss a class); the remaining places are drawn at random.
+        """
+        n = len(table[self.label_column])
+        if not 1 <= self.train_sample <= n:
+            raise UserError(
+                f"data.train_sample={self.train_sample} but {source} has {n} training examples — "
+                f"choose 1 <= data.train_sample <= {n}"
+            )
+        order = np.random.default_rng(self.seed).permutation(n)
+        first_of_label: dict[str, int] = {}
+        if not self.regression:
+            for i in order:
+                first_of_label.setdefault(str(table[self.label_column][i]), int(i))
+        picked = list(first_of_label.values()) if len(first_of_label) <= self.train_sample else []
+        taken = set(picked)
+        picked += [int(i) for i in order if int(i) not in taken][: self.train_sample - len(picked)]
+        return {c: [v[i] for i in sorted(picked)] for c, v in table.items()}
 
     def _split_off_val(self, table: dict[str, list]) -> tuple[dict[str, list], dict[str, list]]:
         n = len(table[self.label_column])

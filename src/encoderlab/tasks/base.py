@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from encoderlab.errors import UserError
-from encoderlab.training.param_groups import param_groups
+from encoderlab.training.param_groups import LayerwiseLR, param_groups
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -20,7 +20,11 @@ class EncoderTask(pl.LightningModule):
 
     ``optimizer`` and ``scheduler`` are partials (Hydra ``_partial_: true``): the optimizer receives the
     parameter groups, the scheduler the optimizer and the total number of optimizer steps.
+    ``lr_rule`` (the ``optimizer_groups/`` config group, set by the entry point) spreads learning rates
+    over depth; the default is one rate for everything.
     """
+
+    lr_rule: LayerwiseLR = LayerwiseLR()
 
     def __init__(
         self,
@@ -36,9 +40,10 @@ class EncoderTask(pl.LightningModule):
         self.scheduler_factory = scheduler
 
     def configure_optimizers(self):
-        weight_decay = getattr(self.optimizer_factory, "keywords", {}).get("weight_decay", 0.0)
+        keywords = getattr(self.optimizer_factory, "keywords", {})
+        groups = param_groups(self, keywords.get("weight_decay", 0.0), keywords.get("lr"), self.lr_rule)
         try:
-            optimizer = self.optimizer_factory(param_groups(self, weight_decay))
+            optimizer = self.optimizer_factory(groups)
         except (TypeError, ValueError) as err:
             # torch validates lr, betas, eps, weight_decay when the optimizer is built.
             raise UserError(f"optimizer settings rejected ({err}) — fix optimizer.lr / optimizer.*") from None

@@ -19,6 +19,7 @@ import encoderlab
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_directory, atomic_file, write_json
 from encoderlab.models.encoder import Encoder, EncoderConfig
+from encoderlab.models.heads import MaskedLMHead
 from encoderlab.training.weights import load_strict
 
 FORMAT = "encoderlab-encoder"
@@ -95,3 +96,31 @@ def save_mlm_head(head: nn.Module, path: str | Path) -> None:
     state = {k: v.detach().cpu().contiguous().clone() for k, v in head.own_state_dict().items()}
     with atomic_file(path) as tmp:
         save_file(state, str(tmp), metadata={"format": "encoderlab-mlm-head", "tied": "decoder.weight"})
+
+
+def load_mlm_head(encoder: Encoder, path: str | None = None, export_dir: str | None = None) -> MaskedLMHead:
+    """The masked-LM head kept by a pre-training run, tied to ``encoder``'s embeddings.
+
+    ``path`` names the file; by default it is the one beside the encoder export ``export_dir``
+    (``<run>/encoder`` → ``<run>/mlm_head.safetensors``), which is where pre-training puts it.
+    """
+    if path is None:
+        if export_dir is None:
+            raise UserError(
+                "the pre-trained MLM head is found beside the encoder export: use init=pretrained "
+                "init.path=<pre-training run>/encoder, or name the file with head.path"
+            )
+        path = Path(export_dir).parent / MLM_HEAD_FILE
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"{path} not found — prompt-based classification needs the MLM head kept by the pre-training run "
+            f"(its {MLM_HEAD_FILE}); pre-train with this encoderlab version or set head.path"
+        )
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise UserError(f"cannot read {path} ({err}) — the file is damaged; pre-train again") from None
+    head = MaskedLMHead(encoder)
+    load_strict(head, state, source=str(path), expected_missing=MaskedLMHead.TIED_KEYS)
+    return head

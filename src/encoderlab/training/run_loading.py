@@ -25,6 +25,7 @@ from encoderlab.files import atomic_directory
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.models.heads import SequenceClassifier
 from encoderlab.training import hf
+from encoderlab.training.adapters import LoRA, merge_lora
 from encoderlab.training.export import TOKENIZER_FILES, read_export_config
 from encoderlab.training.weights import load_strict, strip_wrapper_prefixes
 
@@ -225,10 +226,30 @@ def encoder_config(run_dir: Path, cfg: dict, state: dict[str, torch.Tensor]) -> 
         raise UserError(f"{run_dir / HYDRA_CONFIG} has an invalid encoder section ({err})") from None
 
 
-def fine_tuned_encoder(run_dir: Path, cfg: dict, state: dict[str, torch.Tensor]) -> tuple[Encoder, Path]:
-    """The checkpoint's (fine-tuned) encoder, every key accounted for, and its tokenizer directory."""
+def run_adapter(cfg: dict) -> LoRA | None:
+    """The run's LoRA settings (``adapter`` section), rebuilt from plain values; None without adapters."""
+    section = cfg.get("adapter") or {}
+    if not target(section).endswith(".LoRA"):
+        return None
+    known = {f.name for f in fields(LoRA)}
+    return LoRA(**{k: v for k, v in section.items() if k in known})
+
+
+def fine_tuned_encoder(
+    run_dir: Path, cfg: dict, state: dict[str, torch.Tensor], merge_adapters: bool = False
+) -> tuple[Encoder, Path]:
+    """The checkpoint's (fine-tuned) encoder, every key accounted for, and its tokenizer directory.
+
+    A LoRA run's encoder carries its adapters as trained (exact predictions); ``merge_adapters`` folds
+    them into the weights instead, giving a plain encoder (exports).
+    """
     encoder = Encoder(encoder_config(run_dir, cfg, state))
+    adapter = run_adapter(cfg)
+    if adapter is not None:
+        adapter.apply(encoder)
     load_strict(encoder, split_state(state, "encoder."), source=f"{run_dir / CHECKPOINT} (encoder.*)")
+    if adapter is not None and merge_adapters:
+        merge_lora(encoder)
     return encoder, tokenizer_location(run_dir, cfg)
 
 
