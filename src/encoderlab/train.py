@@ -23,6 +23,7 @@ from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.run_dirs import LAST_CHECKPOINT, register_resolvers, resume_config
+from encoderlab.task_checks import check_task_fits
 from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
@@ -56,6 +57,7 @@ def build_task(cfg: DictConfig):
         raise UserError(
             "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
         )
+    check_task_fits(task, head, datamodule, cfg.get("optimized_metric"))
     return datamodule, task
 
 

@@ -69,6 +69,16 @@ def _hub_fingerprint(hub: dict, split_key: str) -> str:
     return "hub:" + json.dumps({"hub": hub, "split": split_key}, sort_keys=True, default=str)
 
 
+def heldout_split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: a seeded ``val_split`` fraction of ``n`` examples held out for validation."""
+    n_val = max(1, round(n * val_split))
+    if n - n_val < 1:
+        raise UserError(f"only {n} training example(s); cannot split off validation — set data.val_file")
+    perm = np.random.default_rng(seed).permutation(n)
+    # Sorted index sets keep file order inside each part (reproducible, diff-friendly).
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
 def _loader_kwargs(num_workers: int) -> dict:
     return {
         "num_workers": num_workers,
@@ -284,6 +294,7 @@ class TextClassificationDataModule(_PreparedDataModule):
     """Labelled text (single sentences or pairs) from CSV / TSV / JSONL, with dynamic padding.
 
     ``num_labels=1`` means regression: labels are read as floats and no label map is built.
+    ``pairs=True`` declares a sentence-pair task: ``text_pair_column`` must then name the second text.
     """
 
     def __init__(
@@ -301,6 +312,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         batch_size: int = 32,
         train_limit: int | None = None,
         val_split: float = 0.1,
+        pairs: bool = False,
         num_labels: int | None = None,
         group_by_length: bool = True,
         num_workers: int = 0,
@@ -311,6 +323,11 @@ class TextClassificationDataModule(_PreparedDataModule):
         super().__init__()
         if not 0.0 < val_split < 1.0:
             raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
+        if pairs and not text_pair_column:
+            raise UserError(
+                f"a sentence-pair task (data.pairs=true) needs two text columns but only data.text_column="
+                f"{text_column} is set — set data.text_pair_column to the second text's column"
+            )
         self.train_file = train_file
         self.val_file = val_file
         self.test_file = test_file
@@ -388,11 +405,18 @@ class TextClassificationDataModule(_PreparedDataModule):
     def _encode_labels(self, raw: list, source: str) -> np.ndarray:
         if self.regression:
             try:
-                return np.asarray([float(v) for v in raw], dtype=np.float32)
+                values = np.asarray([float(v) for v in raw], dtype=np.float32)
             except (TypeError, ValueError) as e:
                 raise UserError(
                     f"non-numeric label in {source} ({e}) — regression (num_labels=1) needs numbers"
                 ) from None
+            bad = np.flatnonzero(~np.isfinite(values))
+            if len(bad):
+                raise UserError(
+                    f"target '{raw[bad[0]]}' in row {bad[0] + 1} of {source} is not a finite number "
+                    f"({len(bad)} such row(s)) — regression needs a number in every row: fix or drop them"
+                )
+            return values
         mapping = {name: i for i, name in enumerate(self._label_names)}
         out = np.empty(len(raw), dtype=np.int64)
         for i, v in enumerate(raw):
@@ -506,13 +530,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         self.collator = PaddingCollator(self.pad_id)
 
     def _split_off_val(self, table: dict[str, list]) -> tuple[dict[str, list], dict[str, list]]:
-        n = len(table[self.label_column])
-        n_val = max(1, round(n * self.val_split))
-        if n - n_val < 1:
-            raise UserError(f"only {n} training example(s); cannot split off validation — set data.val_file")
-        perm = np.random.default_rng(self.seed).permutation(n)
-        # Sorted index sets keep file order inside each part (reproducible, diff-friendly).
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        train_idx, val_idx = heldout_split(len(table[self.label_column]), self.val_split, self.seed)
         pick = lambda idx: {c: [v[i] for i in idx] for c, v in table.items()}  # noqa: E731
         return pick(train_idx), pick(val_idx)
 

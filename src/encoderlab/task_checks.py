@@ -1,0 +1,79 @@
+"""Does the chosen task fit the head, the data and the metric to optimise? Checked before any training.
+
+Every mismatch is a ``UserError`` naming the options that go together, so ``task=regress data=sst2`` or
+``task=tag head=classifier`` fails in a line instead of deep inside a loss function.
+"""
+
+from __future__ import annotations
+
+from torchmetrics import MetricCollection
+
+from encoderlab.data.datamodules import TextClassificationDataModule
+from encoderlab.data.multilabel import MultiLabelClassificationDataModule
+from encoderlab.data.token_classification import TokenClassificationDataModule
+from encoderlab.errors import UserError
+from encoderlab.models.heads import TokenClassifier
+from encoderlab.tasks.classification import SequenceClassificationTask
+from encoderlab.tasks.multilabel import MultiLabelClassificationTask
+from encoderlab.tasks.regression import SequenceRegressionTask
+from encoderlab.tasks.token_classification import TokenClassificationTask
+
+TAGGING = "task=tag head=token_classifier with word-tagged data (data=conll2003 or data=token_classification)"
+
+
+def _data_kind(datamodule) -> str:
+    if isinstance(datamodule, TokenClassificationDataModule):
+        return "tags"
+    if isinstance(datamodule, MultiLabelClassificationDataModule):
+        return "multilabel"
+    if isinstance(datamodule, TextClassificationDataModule):
+        return "regression" if datamodule.regression else "classes"
+    return "other"
+
+
+# What each task needs from the data, and the fix to print when it gets something else.
+NEEDS = {
+    SequenceClassificationTask: (
+        "classes",
+        "task=classify needs labelled classes; for one numeric target (data.num_labels=1) use task=regress, "
+        "for label sets data=multilabel_classification task=multilabel, for word tags " + TAGGING,
+    ),
+    SequenceRegressionTask: (
+        "regression",
+        "task=regress needs one numeric target per example — use data with data.num_labels=1 (e.g. data=stsb)",
+    ),
+    MultiLabelClassificationTask: (
+        "multilabel",
+        "task=multilabel needs label sets — use data=multilabel_classification",
+    ),
+    TokenClassificationTask: ("tags", "token classification needs " + TAGGING),
+}
+
+
+def validation_metrics(task) -> set[str]:
+    """The ``val/`` names the task logs: its loss and every metric of its validation collections."""
+    names = {"val/loss"}
+    for module in task.children():
+        if isinstance(module, MetricCollection):
+            names.update(k for k in module.keys(keep_base=False) if k.startswith("val/"))
+    return names
+
+
+def check_task_fits(task, head, datamodule, optimized_metric: str | None = None) -> None:
+    """Raise a UserError when task, head and data do not go together (tasks not listed here pass)."""
+    if isinstance(head, TokenClassifier) != isinstance(task, TokenClassificationTask):
+        raise UserError(f"head=token_classifier and task=tag go together — use {TAGGING}")
+    kind = _data_kind(datamodule)
+    for task_type, (needed, fix) in NEEDS.items():
+        if type(task) is task_type and kind != needed:
+            raise UserError(fix)
+        if kind == needed and needed != "classes" and not isinstance(task, task_type):
+            raise UserError(f"this data set needs its own task: {fix}")
+    if type(task) in NEEDS and optimized_metric:
+        logged = validation_metrics(task)
+        if optimized_metric not in logged:
+            raise UserError(
+                f"optimized_metric={optimized_metric} is not logged by this task (it logs "
+                f"{', '.join(sorted(logged))}) — set optimized_metric (and optimized_mode), or use an experiment "
+                "such as experiment=finetune_stsb / finetune_conll2003"
+            )
