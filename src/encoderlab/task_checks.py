@@ -59,21 +59,26 @@ def validation_metrics(task) -> set[str]:
     return names
 
 
-def check_task_fits(task, head, datamodule, optimized_metric: str | None = None) -> None:
-    """Raise a UserError when task, head and data do not go together (tasks not listed here pass)."""
-    if isinstance(head, TokenClassifier) != isinstance(task, TokenClassificationTask):
+def check_task_fits(task_type: type, head, datamodule) -> None:
+    """Raise a UserError when the task class, the head and the data do not go together (other tasks pass)."""
+    if isinstance(head, TokenClassifier) != issubclass(task_type, TokenClassificationTask):
         raise UserError(f"head=token_classifier and task=tag go together — use {TAGGING}")
     kind = _data_kind(datamodule)
-    for task_type, (needed, fix) in NEEDS.items():
-        if type(task) is task_type and kind != needed:
+    for listed, (needed, fix) in NEEDS.items():
+        if task_type is listed and kind != needed:
             raise UserError(fix)
-        if kind == needed and needed != "classes" and not isinstance(task, task_type):
+        if kind == needed and needed != "classes" and not issubclass(task_type, listed):
             raise UserError(f"this data set needs its own task: {fix}")
-    if type(task) in NEEDS and optimized_metric:
-        logged = validation_metrics(task)
-        if optimized_metric not in logged:
-            raise UserError(
-                f"optimized_metric={optimized_metric} is not logged by this task (it logs "
-                f"{', '.join(sorted(logged))}) — set optimized_metric (and optimized_mode), or use an experiment "
-                "such as experiment=finetune_stsb / finetune_conll2003"
-            )
+
+
+def check_optimized_metric(task, optimized_metric: str | None) -> None:
+    """The metric the sweeper and the best checkpoint select by must be one this task logs."""
+    if type(task) not in NEEDS or not optimized_metric:
+        return
+    logged = validation_metrics(task)
+    if optimized_metric not in logged:
+        raise UserError(
+            f"optimized_metric={optimized_metric} is not logged by this task (it logs "
+            f"{', '.join(sorted(logged))}) — set optimized_metric (and optimized_mode), or use an experiment "
+            "such as experiment=finetune_stsb / finetune_conll2003"
+        )

@@ -23,7 +23,7 @@ from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.run_dirs import LAST_CHECKPOINT, register_resolvers, resume_config
-from encoderlab.task_checks import check_task_fits
+from encoderlab.task_checks import check_optimized_metric, check_task_fits
 from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.checkpoints import LastValidatedStep, save_last_checkpoint
 from encoderlab.training.export import MLM_HEAD_FILE, export_encoder, save_mlm_head
@@ -46,7 +46,9 @@ def build_task(cfg: DictConfig):
     encoder = init.build_encoder(instantiate(cfg.encoder), datamodule.vocab_size)
     head = instantiate(cfg.head)(encoder, **datamodule.head_kwargs)
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    task = instantiate(cfg.task)(
+    task_factory = instantiate(cfg.task)
+    check_task_fits(getattr(task_factory, "func", task_factory), head, datamodule)
+    task = task_factory(
         encoder=encoder,
         head=head,
         optimizer=instantiate(cfg.optimizer),
@@ -57,7 +59,7 @@ def build_task(cfg: DictConfig):
         raise UserError(
             "task=pretrain needs head=mlm (and head=mlm needs task=pretrain) — fix the task/head pair"
         )
-    check_task_fits(task, head, datamodule, cfg.get("optimized_metric"))
+    check_optimized_metric(task, cfg.get("optimized_metric"))
     return datamodule, task
 
 

@@ -38,6 +38,7 @@ RUN_RECORD = "run.json"
 METRICS = "metrics.json"
 EMBEDDING_KEY = "embeddings.word_embeddings.weight"
 CLASSIFICATION_TASK = "SequenceClassificationTask"
+REGRESSION_TASK = "SequenceRegressionTask"
 ENCODER_BUILDER = "encoderlab.models.encoder.build"
 
 
@@ -234,7 +235,7 @@ def fine_tuned_encoder(run_dir: Path, cfg: dict, state: dict[str, torch.Tensor])
 
 @dataclass
 class RunClassifier:
-    """A fine-tuned sequence classifier rebuilt from its run directory, in eval mode."""
+    """A fine-tuned sequence classifier (or regressor: ``regression``, no labels) rebuilt from its run, in eval mode."""
 
     encoder: Encoder
     head: SequenceClassifier
@@ -242,6 +243,8 @@ class RunClassifier:
     label_names: list[str]
     max_seq_len: int
     text_pair_column: str | None
+    text_column: str | None = None
+    regression: bool = False
 
 
 def load_classifier(run_dir: str | Path) -> RunClassifier:
@@ -257,16 +260,16 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
         raise UserError(f"{run_dir / HYDRA_CONFIG} not found — pass a fine-tuning run's output directory")
     cfg = read_run_config(run_dir)
     task = target(cfg.get("task"))
-    if not task.endswith(CLASSIFICATION_TASK):
+    regression = task.endswith(REGRESSION_TASK)
+    if not (task.endswith(CLASSIFICATION_TASK) or regression):
         raise UserError(
             f"{run_dir} is a {task.rsplit('.', 1)[-1] or 'unknown'} run, not a fine-tuned classifier — pass "
-            "a run trained with task=classify (head=classifier)"
+            "a run trained with task=classify or task=regress (head=classifier)"
         )
-    names = label_names(run_dir)
-    if not names:
+    names = [] if regression else label_names(run_dir)
+    if not regression and not names:
         raise UserError(
-            f"{run_dir / LABEL_MAP} is missing or has no labels (regression runs have none) — pass a "
-            "finished classification run"
+            f"{run_dir / LABEL_MAP} is missing or has no labels — pass a finished classification run"
         )
     state = load_checkpoint_state(run_dir)
     encoder, tokenizer_dir = fine_tuned_encoder(run_dir, cfg, state)
@@ -274,16 +277,18 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
     head_cfg = cfg.get("head") or {}
     head_state = split_state(state, "head.")
     out = head_state.get("out.weight")
-    if out is None or out.shape[0] != len(names):
+    outputs = 1 if regression else len(names)
+    if out is None or out.shape[0] != outputs:
         rows = None if out is None else out.shape[0]
         raise UserError(
-            f"{run_dir / CHECKPOINT} has a classifier with {rows} outputs but {run_dir / LABEL_MAP} names "
-            f"{len(names)} labels — the label map does not belong to this checkpoint"
+            f"{run_dir / CHECKPOINT} has a head with {rows} outputs but "
+            + ("a regression run has 1" if regression else f"{run_dir / LABEL_MAP} names {len(names)} labels")
+            + " — the checkpoint does not belong to this run's config and label map"
         )
     try:
         head = SequenceClassifier(
             encoder,
-            num_labels=len(names),
+            num_labels=outputs,
             pooling=head_cfg.get("pooling", "cls"),
             dropout=0.0,
             hidden_layers=2 if "dense.weight" in head_state else 1,
@@ -300,6 +305,7 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
     max_len = data.get("max_seq_len")
     max_len = int(max_len) if _literal(max_len) else encoder.config.max_positions
     pair = data.get("text_pair_column")
+    text_column = data.get("text_column")
     return RunClassifier(
         encoder=encoder.eval(),
         head=head.eval(),
@@ -307,4 +313,6 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
         label_names=names,
         max_seq_len=min(max_len, encoder.config.max_positions),
         text_pair_column=str(pair) if _literal(pair) else None,
+        text_column=str(text_column) if _literal(text_column) else None,
+        regression=regression,
     )
