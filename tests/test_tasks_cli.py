@@ -7,7 +7,11 @@ import json
 import math
 
 import pytest
+import torch
 
+from encoderlab.data import load_tokenizer
+from encoderlab.models.encoder import build
+from encoderlab.models.heads import TokenClassifier
 from encoderlab.predict import main as predict_main
 from encoderlab.train import build_task, find_user_error
 from tests.conftest import FAST, cli_env, labelled_rows, run_train
@@ -51,8 +55,13 @@ def test_regression_run(stsb_run):
     assert -1.0 <= metrics["val/pearson"] <= 1.0 and metrics["val/loss"] == pytest.approx(metrics["val/mse"])
 
 
-def test_token_classification_run(tmp_path_factory, env):
-    run, metrics = train(tmp_path_factory, env, "conll", "experiment=finetune_conll2003")
+@pytest.fixture(scope="module")
+def conll_run(tmp_path_factory, env):
+    return train(tmp_path_factory, env, "conll", "experiment=finetune_conll2003")
+
+
+def test_token_classification_run(conll_run):
+    run, metrics = conll_run
     for stage in ("val", "test"):
         keys = {f"{stage}/{k}" for k in ("entity_f1", "entity_precision", "entity_recall", "token_acc")}
         assert keys <= set(metrics)
@@ -199,3 +208,55 @@ def test_nan_regression_target(tmp_path, env, data_dir):
         env,
     )
     assert_clean_failure(result, "row 3", "train.tsv", "not a finite number")
+
+
+def reference_tags(run, sentences: list[list[str]]) -> list[list[str]]:
+    """The tagger's own forward pass, one sentence at a time, built apart from encoderlab-predict."""
+    state = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    names = json.loads((run / "label_map.json").read_text())["label_names"]
+    tokenizer = load_tokenizer(run / "tokenizer")
+    tokenizer.enable_truncation(32)  # FAST's data.max_seq_len
+    encoder = build(tokenizer.get_vocab_size(), layers=2, hidden=128, heads=2).eval()  # encoder=tiny
+    head = TokenClassifier(encoder, num_labels=len(names)).eval()
+    encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+    head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+    out = []
+    with torch.no_grad():
+        for words in sentences:
+            enc = tokenizer.encode(words, is_pretokenized=True)
+            ids = torch.tensor([enc.ids])
+            best = head(encoder(ids, torch.ones_like(ids), torch.zeros_like(ids)))[0].argmax(-1).tolist()
+            first = {}
+            for position, w in enumerate(enc.word_ids):
+                if w is not None and w not in first:
+                    first[w] = names[best[position]]
+            out.append([first.get(i, "O") for i in range(len(words))])
+    return out
+
+
+def test_predict_tags(conll_run, tmp_path):
+    run, _ = conll_run
+    sentences = [
+        ["Ada", "Lovelace", "met", "Alan", "Turing", "in", "Paris"],
+        ["the", "film"],
+        ("the movie is very good and Grace was there " * 6).split(),  # longer than max_seq_len: tail is O
+    ]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(" ".join(words) for words in sentences) + "\n", encoding="utf-8")
+    out = tmp_path / "tags.jsonl"
+    assert predict_main([str(run), "-i", str(src), "-o", str(out), "--batch-size", "2"]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["tokens"] for r in rows] == sentences
+    assert [r["tags"] for r in rows] == reference_tags(run, sentences)
+    for row in rows:
+        for entity in row["entities"]:
+            span = row["tags"][entity["start"] : entity["end"] + 1]
+            assert span[0].endswith(entity["type"]) and entity["text"] == " ".join(
+                row["tokens"][entity["start"] : entity["end"] + 1]
+            )
+    # JSONL with a list of words gives the same tags as the text.
+    src_json = tmp_path / "in.jsonl"
+    src_json.write_text(json.dumps({"tokens": sentences[0]}) + "\n", encoding="utf-8")
+    out_json = tmp_path / "tags2.jsonl"
+    assert predict_main([str(run), "-i", str(src_json), "-o", str(out_json)]) == 0
+    assert json.loads(out_json.read_text())["tags"] == rows[0]["tags"]

@@ -10,7 +10,9 @@ Each output line is a JSON object::
 
 Sentence-pair runs (``data.text_pair_column``) read a table with both columns (``--text-pair-column``,
 by default the run's own) and add ``"text_pair"``; regression runs (``task=regress``) write
-``{"text": ..., "text_pair": ..., "score": 3.8}``.
+``{"text": ..., "text_pair": ..., "score": 3.8}``; token-classification runs (``task=tag``) read sentences
+(text lines split on whitespace, or a JSON list of words in column ``tokens``) and write each word's tag
+and the entities (see :mod:`encoderlab.predict_tags`).
 
 Texts are encoded exactly as in training (``[CLS] ... [SEP]``, truncated to ``data.max_seq_len``) and run
 in batches of ``--batch-size`` with per-batch padding. Output goes to a temporary file renamed into place
@@ -38,7 +40,14 @@ from encoderlab.data.readers import parse_jsonl_line
 from encoderlab.data.tokenizer import special_token_ids
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_file
-from encoderlab.training.run_loading import RunClassifier, load_classifier
+from encoderlab.predict_tags import Tagger
+from encoderlab.training.run_loading import (
+    TAGGING_TASK,
+    RunClassifier,
+    load_classifier,
+    load_tagger,
+    run_task,
+)
 
 FORMATS = ("txt", "csv", "tsv", "jsonl")
 EXTENSIONS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -71,7 +80,9 @@ def _text_lines(stream: TextIO) -> Iterator[str]:
             yield line
 
 
-def _table_rows(stream: TextIO, fmt: str, columns: list[str], name: str) -> Iterator[tuple[str, ...]]:
+def _table_rows(
+    stream: TextIO, fmt: str, columns: list[str], name: str, keep_lists: bool = False
+) -> Iterator[tuple]:
     hint = "pass --text-column (and --text-pair-column) with one of them"
     if fmt == "jsonl":
         for n, line in enumerate(stream, 1):
@@ -83,7 +94,7 @@ def _table_rows(stream: TextIO, fmt: str, columns: list[str], name: str) -> Iter
                     raise UserError(
                         f"line {n} of {name} has no '{column}' field (fields: {', '.join(row)}) — {hint}"
                     )
-            yield tuple("" if row[c] is None else str(row[c]) for c in columns)
+            yield tuple(_cell(row[c], keep_lists) for c in columns)
         return
     # TSV is read with quoting off, as training reads it (GLUE TSVs hold unbalanced quotes).
     delimiter, quoting = ("\t", csv.QUOTE_NONE) if fmt == "tsv" else (",", csv.QUOTE_MINIMAL)
@@ -102,7 +113,16 @@ def _table_rows(stream: TextIO, fmt: str, columns: list[str], name: str) -> Iter
         yield tuple(values[i] if i < len(values) else "" for i in indices)
 
 
-def _texts(stream: TextIO, fmt: str, column: str, pair_column: str | None, name: str) -> Iterator:
+def _cell(value, keep_lists: bool):
+    """A JSON value as text; a list of words stays a list when asked (sentences for a tagger)."""
+    if keep_lists and isinstance(value, list):
+        return value
+    return "" if value is None else str(value)
+
+
+def _texts(
+    stream: TextIO, fmt: str, column: str, pair_column: str | None, name: str, keep_lists: bool = False
+) -> Iterator:
     if fmt == "txt":
         if pair_column:
             raise UserError(
@@ -111,25 +131,31 @@ def _texts(stream: TextIO, fmt: str, column: str, pair_column: str | None, name:
             )
         yield from _text_lines(stream)
         return
-    rows = _table_rows(stream, fmt, [column, pair_column] if pair_column else [column], name)
+    rows = _table_rows(stream, fmt, [column, pair_column] if pair_column else [column], name, keep_lists)
     yield from (rows if pair_column else (row[0] for row in rows))
 
 
 def read_texts(
-    path: str, fmt: str, column: str, stdin: TextIO | None = None, pair_column: str | None = None
-) -> Iterator[str | tuple[str, str]]:
-    """The input's texts (``(text, text_pair)`` with ``pair_column``), streamed (not held in memory)."""
+    path: str,
+    fmt: str,
+    column: str,
+    stdin: TextIO | None = None,
+    pair_column: str | None = None,
+    keep_lists: bool = False,
+) -> Iterator[str | tuple[str, str] | list]:
+    """The input's texts (``(text, text_pair)`` with ``pair_column``; JSON lists kept with ``keep_lists``),
+    streamed (not held in memory)."""
     name = "stdin" if path == STDIO else path
     if path == STDIO:
         stream = stdin if stdin is not None else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
-        yield from _texts(stream, fmt, column, pair_column, name)
+        yield from _texts(stream, fmt, column, pair_column, name, keep_lists)
         return
     p = Path(path)
     if not p.is_file():
         raise UserError(f"input file not found: {p} — pass an existing file with --input (or - for stdin)")
     try:
         with open(p, encoding="utf-8-sig", newline="" if fmt in ("csv", "tsv") else None) as f:
-            yield from _texts(f, fmt, column, pair_column, name)
+            yield from _texts(f, fmt, column, pair_column, name, keep_lists)
     except UnicodeDecodeError:
         raise UserError(f"{p} is not valid UTF-8 — re-encode the file as UTF-8") from None
 
@@ -274,6 +300,10 @@ def predict(
             f"input file not found: {input_path} — pass an existing file with --input (or - for stdin)"
         )
     check_output(output, force, input_path)
+    if run_task(run_dir) == TAGGING_TASK:
+        tagger = Tagger(load_tagger(run_dir), resolve_device(device))
+        sentences = read_texts(input_path, fmt, text_column or "tokens", stdin=stdin, keep_lists=True)
+        return _write_rows(tagger.rows(sentences, batch_size), output, force, input_path)
     model = load_classifier(run_dir)
     if text_pair_column and not model.text_pair_column:
         raise UserError(
@@ -283,9 +313,13 @@ def predict(
     pair_column = (text_pair_column or model.text_pair_column) if model.text_pair_column else None
     predictor = Predictor(model, resolve_device(device))
     texts = read_texts(input_path, fmt, text_column, stdin=stdin, pair_column=pair_column)
+    return _write_rows(predictor.rows(texts, batch_size), output, force, input_path)
+
+
+def _write_rows(rows: Iterable[dict], output: str, force: bool, input_path: str) -> int:
     count = 0
     with atomic_output(output, force) as out:
-        for row in predictor.rows(texts, batch_size):
+        for row in rows:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
         if count == 0:
@@ -299,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="encoderlab-predict",
         description="Label texts (or text pairs) with a fine-tuned classification or regression run "
-        "(JSON lines: text, label, probabilities; or text, text_pair, score).",
+        "(JSON lines: text, label, probabilities; or text, text_pair, score), or tag the words of sentences "
+        "with a token-classification run (tokens, tags, entities).",
     )
     parser.add_argument("run_dir", help="a fine-tuning run directory (outputs/.../runs/<time>)")
     parser.add_argument(
@@ -314,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--text-column",
         default=None,
-        help="column / field holding the text (csv, tsv, jsonl); default: the run's data.text_column, else text",
+        help="column / field holding the text (csv, tsv, jsonl); default: the run's data.text_column, else "
+        "text (tagging runs: tokens, a JSON list of words or a text)",
     )
     parser.add_argument(
         "--text-pair-column",
