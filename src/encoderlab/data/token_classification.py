@@ -11,7 +11,6 @@ dropped from the score).
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -311,16 +310,15 @@ class TokenClassificationDataModule(_PreparedDataModule):
             val = (
                 ([words[i] for i in val_idx], [tags[i] for i in val_idx]),
                 f"{train_src} (val_split={self.val_split})",
-                "",
+                None,
             )
             words, tags = [words[i] for i in train_idx], [tags[i] for i in train_idx]
             train_fp = f"{train_fp}:split={self.val_split}:seed={self.seed}"
         test = self._read_split("test", self.test_file, from_hub)
 
-        train_words = words
         tok, location = resolve_tokenizer(
             self.tokenizer_path,
-            cache(lambda: [" ".join(ws) for ws in train_words]),
+            lambda: [" ".join(ws) for ws in words],
             self.vocab_size_target,
             self.lowercase,
             self.cache_dir,
@@ -329,8 +327,9 @@ class TokenClassificationDataModule(_PreparedDataModule):
         self._set_tokenizer(tok, location)
         self.pad_id = special_token_ids(tok)["pad"]
 
-        def build(split, source: str, _fp: str = "") -> TaggedDataset:
-            split_words, split_tags = split
+        def build(sentences, source: str, _fingerprint=None) -> TaggedDataset:
+            # Encoded in memory (fast for NER-sized sets), so the fingerprint of eval splits is unused.
+            split_words, split_tags = sentences
             return self._encode(tok, split_words, self._encode_tags(split_tags, source))
 
         self.train_dataset = build((words, tags), train_src)
