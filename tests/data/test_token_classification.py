@@ -160,3 +160,37 @@ def test_unseen_validation_tag(tmp_path):
     dev.write_text("Ada NN I-NP B-ANIMAL\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"B-ANIMAL.*odd.txt"):
         datamodule(tmp_path, val_file=str(dev)).prepare()
+
+
+def test_hub_fallback_maps_integer_tags_through_label_names(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    calls = []
+
+    def load_dataset(path, name=None, split=None, **kw):
+        calls.append((path, split))
+        rows = conll_sentences(30, 5)
+        ids = {"O": 0, "B-PER": 1, "I-PER": 2, "B-ORG": 3, "I-ORG": 4, "B-LOC": 5, "I-LOC": 6}
+        return datasets.Dataset.from_dict(
+            {"tokens": [[w for w, _ in s] for s in rows], "ner_tags": [[ids[t] for _, t in s] for s in rows]}
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    hub = {
+        "path": "eriktks/conll2003",
+        "tokens_column": "tokens",
+        "tags_column": "ner_tags",
+        "splits": {"train": "train", "val": "validation", "test": None},
+    }
+    dm = TokenClassificationDataModule(
+        train_file=str(tmp_path / "absent.txt"),
+        label_names=names,
+        hub=hub,
+        vocab_size=100,
+        cache_dir=str(tmp_path),
+    )
+    dm.prepare()
+    assert calls == [("eriktks/conll2003", "train"), ("eriktks/conll2003", "validation")]
+    assert dm.label_names == names and dm.test_dataset is None
+    first = conll_sentences(30, 5)[0]
+    assert [names[i] for i in dm.train_dataset[0]["word_labels"].tolist()] == [t for _, t in first]
