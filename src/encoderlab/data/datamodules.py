@@ -79,6 +79,13 @@ def heldout_split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.n
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
 
+def write_label_map(path: str | Path, label_names: list[str]) -> None:
+    """``label_map.json``: the label names in id order and the name → id map (read back by predict)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    payload = {"label_names": label_names, "label_to_id": {name: i for i, name in enumerate(label_names)}}
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
 def _loader_kwargs(num_workers: int) -> dict:
     return {
         "num_workers": num_workers,
@@ -377,9 +384,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         return {"num_labels": self.num_labels, "label_names": self.label_names}
 
     def save_label_map(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        payload = {"label_names": self.label_names, "label_to_id": self.label_map}
-        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_label_map(path, self.label_names)
 
     def _build_label_map(self, raw: list, source: str) -> None:
         if self.regression:

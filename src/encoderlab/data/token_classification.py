@@ -10,7 +10,6 @@ dropped from the score).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from encoderlab.data.datamodules import (
     _missing_train_error,
     _PreparedDataModule,
     heldout_split,
+    write_label_map,
 )
 from encoderlab.data.readers import file_fingerprint
 from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids
@@ -204,9 +204,7 @@ class TokenClassificationDataModule(_PreparedDataModule):
         return {"num_labels": self.num_labels, "label_names": self.label_names}
 
     def save_label_map(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        payload = {"label_names": self.label_names, "label_to_id": self.label_map}
-        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_label_map(path, self.label_names)
 
     def _tag_names(self, tags: list[list], source: str) -> list[list[str]]:
         """Tags as names; integer tags (hub ClassLabels) are looked up in ``label_names``."""
