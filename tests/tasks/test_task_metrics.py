@@ -14,6 +14,9 @@ from encoderlab.tasks.multilabel import MultiLabelClassificationTask
 from encoderlab.tasks.regression import SequenceRegressionTask
 from encoderlab.tasks.token_classification import TokenClassificationTask
 
+# The steps run outside a Trainer here: Lightning warns that self.log() has nowhere to go.
+pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
+
 
 class FixedOutputs(nn.Module):
     """A stand-in head whose outputs are set by the test."""
