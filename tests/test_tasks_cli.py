@@ -91,6 +91,18 @@ def test_multilabel_run(tmp_path_factory, env, tmp_path):
     assert {"val/f1_micro", "val/f1_macro", "val/subset_acc", "val/loss"} <= set(metrics)
     assert json.loads((run / "label_map.json").read_text())["label_names"] == ["long", "neg", "pos"]
 
+    # encoderlab-predict: a sigmoid per label, and every label at or above the run's threshold (0.4).
+    src = tmp_path / "in.txt"
+    src.write_text("a great film\nbleak\n", encoding="utf-8")
+    out = tmp_path / "preds.jsonl"
+    assert predict_main([str(run), "-i", str(src), "-o", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["a great film", "bleak"]
+    for row in rows:
+        assert list(row["probabilities"]) == ["long", "neg", "pos"]
+        assert all(0.0 < p < 1.0 for p in row["probabilities"].values())
+        assert row["labels"] == [n for n, p in row["probabilities"].items() if p >= 0.4]
+
 
 def test_predict_pairs(mrpc_run, tmp_path):
     run, _ = mrpc_run

@@ -10,7 +10,9 @@ Each output line is a JSON object::
 
 Sentence-pair runs (``data.text_pair_column``) read a table with both columns (``--text-pair-column``,
 by default the run's own) and add ``"text_pair"``; regression runs (``task=regress``) write
-``{"text": ..., "text_pair": ..., "score": 3.8}``; token-classification runs (``task=tag``) read sentences
+``{"text": ..., "text_pair": ..., "score": 3.8}``; multi-label runs (``task=multilabel``) write every label
+whose probability reaches the run's ``task.threshold`` (``"labels": [...]``, ``"probabilities"`` one
+sigmoid per label); token-classification runs (``task=tag``) read sentences
 (text lines split on whitespace, or a JSON list of words in column ``tokens``) and write each word's tag
 and the entities (see :mod:`encoderlab.predict_tags`).
 
@@ -225,6 +227,12 @@ class Predictor:
             if self.model.regression:
                 for row, score in zip(inputs, self.outputs(chunk)[:, 0].tolist(), strict=True):
                     yield {**row, "score": score}
+                continue
+            threshold = self.model.multi_label_threshold
+            if threshold is not None:  # a sigmoid per label; every label at or above the threshold
+                for row, p in zip(inputs, torch.sigmoid(self.outputs(chunk)).tolist(), strict=True):
+                    chosen = [name for name, q in zip(names, p, strict=True) if q >= threshold]
+                    yield {**row, "labels": chosen, "probabilities": dict(zip(names, p, strict=True))}
                 continue
             probs = self.probabilities(chunk)
             best = probs.argmax(-1).tolist()

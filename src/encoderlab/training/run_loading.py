@@ -39,6 +39,7 @@ METRICS = "metrics.json"
 EMBEDDING_KEY = "embeddings.word_embeddings.weight"
 CLASSIFICATION_TASK = "SequenceClassificationTask"
 REGRESSION_TASK = "SequenceRegressionTask"
+MULTILABEL_TASK = "MultiLabelClassificationTask"
 TAGGING_TASK = "TokenClassificationTask"
 ENCODER_BUILDER = "encoderlab.models.encoder.build"
 
@@ -276,6 +277,7 @@ class RunClassifier:
     text_pair_column: str | None
     text_column: str | None = None
     regression: bool = False
+    multi_label_threshold: float | None = None  # set for multi-label runs: a sigmoid per label
 
 
 def load_classifier(run_dir: str | Path) -> RunClassifier:
@@ -288,11 +290,15 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
     cfg = fine_tuning_config(run_dir)
     task = target(cfg.get("task"))
     regression = task.endswith(REGRESSION_TASK)
-    if not (task.endswith(CLASSIFICATION_TASK) or regression):
+    multi_label = task.endswith(MULTILABEL_TASK)
+    if not (task.endswith(CLASSIFICATION_TASK) or regression or multi_label):
         raise UserError(
             f"{run_dir} is a {task.rsplit('.', 1)[-1] or 'unknown'} run, not a fine-tuned classifier — pass "
-            "a run trained with task=classify or task=regress (head=classifier)"
+            "a run trained with task=classify, regress or multilabel (head=classifier)"
         )
+    threshold = (cfg.get("task") or {}).get("threshold", 0.5) if multi_label else None
+    if threshold is not None and not isinstance(threshold, int | float):
+        raise UserError(f"task.threshold in {run_dir / HYDRA_CONFIG} is not a number ({threshold!r})")
     names = [] if regression else label_names(run_dir)
     if not regression and not names:
         raise UserError(
@@ -337,6 +343,7 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
         text_pair_column=str(pair) if _literal(pair) else None,
         text_column=str(text_column) if _literal(text_column) else None,
         regression=regression,
+        multi_label_threshold=float(threshold) if threshold is not None else None,
     )
 
 
