@@ -50,12 +50,12 @@ NEEDS = {
 }
 
 
-def validation_metrics(task) -> set[str]:
-    """The ``val/`` names the task logs: its loss and every metric of its validation collections."""
-    names = {"val/loss"}
+def logged_metrics(task) -> set[str]:
+    """The names the task logs: its loss per stage and every metric of its metric collections."""
+    names = {f"{stage}/loss" for stage in ("train", "val", "test")}
     for module in task.children():
         if isinstance(module, MetricCollection):
-            names.update(k for k in module.keys(keep_base=False) if k.startswith("val/"))
+            names.update(module.keys(keep_base=False))
     return names
 
 
@@ -77,10 +77,11 @@ def check_optimized_metric(task, optimized_metric: str | None) -> None:
     """The metric the sweeper and the best checkpoint select by must be one this task logs."""
     if type(task) not in NEEDS or not optimized_metric:
         return
-    logged = validation_metrics(task)
+    logged = logged_metrics(task)
     if optimized_metric not in logged:
+        shown = sorted(name for name in logged if name.startswith("val/"))
         raise UserError(
             f"optimized_metric={optimized_metric} is not logged by this task (it logs "
-            f"{', '.join(sorted(logged))}) — set optimized_metric (and optimized_mode), or use an experiment "
+            f"{', '.join(shown)}, ...) — set optimized_metric (and optimized_mode), or use an experiment "
             "such as experiment=finetune_stsb / finetune_conll2003"
         )
