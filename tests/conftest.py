@@ -114,6 +114,7 @@ def data_dir(tmp_path_factory) -> Path:
         root / "banking77/test.tsv",
         [(t, f"intent_{i % 77}") for i, (t, _) in enumerate(labelled_rows(154, 10))],
     )
+    write_pair_data(root)
     return root
 
 
@@ -174,3 +175,74 @@ def pretrained_run(data_dir, cache_dir, tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir
+
+
+NAMES = {"PER": ["Ada Lovelace", "Alan Turing", "Grace"], "LOC": ["Paris", "New York"], "ORG": ["Acme Corp"]}
+
+
+def conll_sentences(n: int, seed: int) -> list[list[tuple[str, str]]]:
+    """(word, IOB2 tag) sentences: filler words around one or two names of a known type."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        words = [(w, "O") for w in _sentence(rng, FILLER, rng.randint(3, 8)).split()]
+        for _ in range(rng.randint(1, 2)):
+            kind = rng.choice(sorted(NAMES))
+            parts = rng.choice(NAMES[kind]).split()
+            entity = [(p, ("B-" if i == 0 else "I-") + kind) for i, p in enumerate(parts)]
+            at = rng.randrange(len(words) + 1)
+            words[at:at] = entity
+        sentences.append(words)
+    return sentences
+
+
+def write_conll(path: Path, sentences, docstart: bool = True) -> Path:
+    """CoNLL-2003 layout: ``word POS chunk NER`` per line, blank line between sentences."""
+    lines = ["-DOCSTART- -X- -X- O", ""] if docstart else []
+    for sentence in sentences:
+        lines += [f"{w} NN I-NP {t}" for w, t in sentence] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def write_columns(path: Path, header, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(map(str, row)) + "\n" for row in [header, *rows]]
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def pair_rows(n: int, seed: int, score: bool = False) -> list[tuple[str, str, str]]:
+    """(sentence 1, sentence 2, label): label 1 (or a high score) when both share their sentiment cue."""
+    rng = random.Random(seed)
+    rows = []
+    for (a, _), (b, _) in zip(labelled_rows(n, seed), labelled_rows(n, seed + 1000), strict=True):
+        same = rng.random() < 0.5
+        b = b if not same else a.split()[0] + " " + b
+        label = f"{rng.uniform(3, 5) if same else rng.uniform(0, 2):.3f}" if score else str(int(same))
+        rows.append((a, b, label))
+    return rows
+
+
+def write_pair_data(root: Path) -> None:
+    """mrpc / rte / stsb in their GLUE layouts (MRPC with its UTF-8 byte-order mark and column names)."""
+    for split, n, seed in (("train", 120, 21), ("dev", 40, 22)):
+        mrpc = pair_rows(n, seed)
+        header = ("\ufeffQuality", "#1 ID", "#2 ID", "#1 String", "#2 String")
+        write_columns(
+            root / "mrpc" / f"{split}.tsv", header, [(y, i, i + 1, a, b) for i, (a, b, y) in enumerate(mrpc)]
+        )
+        names = {"0": "not_entailment", "1": "entailment"}
+        write_columns(
+            root / "rte" / f"{split}.tsv",
+            ("index", "sentence1", "sentence2", "label"),
+            [(i, a, b, names[y]) for i, (a, b, y) in enumerate(pair_rows(n, seed + 1))],
+        )
+        write_columns(
+            root / "stsb" / f"{split}.tsv",
+            ("index", "genre", "sentence1", "sentence2", "score"),
+            [(i, "main", a, b, y) for i, (a, b, y) in enumerate(pair_rows(n, seed + 2, score=True))],
+        )
+    for split, n, seed in (("train", 150, 31), ("dev", 40, 32), ("test", 40, 33)):
+        write_conll(root / "conll2003" / f"{split}.txt", conll_sentences(n, seed))

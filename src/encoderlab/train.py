@@ -33,6 +33,7 @@ from encoderlab.run_dirs import (
     register_resolvers,
     resume_config,
 )
+from encoderlab.task_checks import check_optimized_metric, check_task_fits
 from encoderlab.tasks.cloze import ClozeTask
 from encoderlab.tasks.masked_lm import MaskedLMTask
 from encoderlab.training.adapters import ADAPTER_DIR, has_adapters, merged_copy, save_adapter
@@ -84,6 +85,7 @@ def build_task(cfg: DictConfig):
     if cfg.get("adapter"):
         instantiate(cfg.adapter).apply(encoder)  # in place: LoRA wraps the targeted projections
     scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    check_task_fits(getattr(task_factory, "func", task_factory), head, datamodule)
     task = task_factory(
         encoder=encoder,
         head=head,
@@ -93,6 +95,7 @@ def build_task(cfg: DictConfig):
     )
     if cfg.get("optimizer_groups"):
         task.lr_rule = instantiate(cfg.optimizer_groups)
+    check_optimized_metric(task, cfg.get("optimized_metric"))
     return datamodule, task
 
 

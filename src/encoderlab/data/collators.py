@@ -133,10 +133,14 @@ class PaddingCollator:
         for row, s in zip(attention_mask, ids, strict=True):
             row[: len(s)] = 1
         labels = [it["labels"] for it in items]
-        is_float = any(isinstance(x, float) for x in labels)
+        if isinstance(labels[0], torch.Tensor):  # multi-label target vectors
+            targets = torch.stack(labels).float()
+        else:
+            is_float = any(isinstance(x, float) for x in labels)
+            targets = torch.tensor(labels, dtype=torch.float if is_float else torch.long)
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "token_type_ids": token_type_ids,
-            "labels": torch.tensor(labels, dtype=torch.float if is_float else torch.long),
+            "labels": targets,
         }

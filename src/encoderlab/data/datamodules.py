@@ -97,6 +97,23 @@ def _empty_label_row(raw: list) -> int | None:
 COUNTS = {"batch_size": 1, "max_seq_len": 3, "vocab_size": 10, "num_workers": 0, "train_limit": 1}
 
 
+def heldout_split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: a seeded ``val_split`` fraction of ``n`` examples held out for validation."""
+    n_val = max(1, round(n * val_split))
+    if n - n_val < 1:
+        raise UserError(f"only {n} training example(s); cannot split off validation — set data.val_file")
+    perm = np.random.default_rng(seed).permutation(n)
+    # Sorted index sets keep file order inside each part (reproducible, diff-friendly).
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def write_label_map(path: str | Path, label_names: list[str]) -> None:
+    """``label_map.json``: the label names in id order and the name → id map (read back by predict)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    payload = {"label_names": label_names, "label_to_id": {name: i for i, name in enumerate(label_names)}}
+    Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+
 def _loader_kwargs(num_workers: int, seed: int) -> dict:
     return {
         "num_workers": num_workers,
@@ -333,6 +350,7 @@ class TextClassificationDataModule(_PreparedDataModule):
     """Labelled text (single sentences or pairs) from CSV / TSV / JSONL, with dynamic padding.
 
     ``num_labels=1`` means regression: labels are read as floats and no label map is built.
+    ``pairs=True`` declares a sentence-pair task: ``text_pair_column`` must then name the second text.
     """
 
     def __init__(
@@ -351,6 +369,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         train_limit: int | None = None,
         train_sample: int | None = None,
         val_split: float = 0.1,
+        pairs: bool = False,
         num_labels: int | None = None,
         group_by_length: bool = True,
         num_workers: int = 0,
@@ -362,6 +381,11 @@ class TextClassificationDataModule(_PreparedDataModule):
         _check_counts(COUNTS, locals())
         if not 0.0 < val_split < 1.0:
             raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
+        if pairs and not text_pair_column:
+            raise UserError(
+                f"a sentence-pair task (data.pairs=true) needs two text columns but only data.text_column="
+                f"{text_column} is set — set data.text_pair_column to the second text's column"
+            )
         self.train_file = train_file
         self.val_file = val_file
         self.test_file = test_file
@@ -412,9 +436,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         return {"num_labels": self.num_labels, "label_names": self.label_names}
 
     def save_label_map(self, path: str | Path) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        payload = {"label_names": self.label_names, "label_to_id": self.label_map}
-        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_label_map(path, self.label_names)
 
     def _check_labels_present(self, raw: list, source: str) -> None:
         row = _empty_label_row(raw)
@@ -606,13 +628,7 @@ class TextClassificationDataModule(_PreparedDataModule):
         return {c: [v[i] for i in sorted(picked)] for c, v in table.items()}
 
     def _split_off_val(self, table: dict[str, list]) -> tuple[dict[str, list], dict[str, list]]:
-        n = len(table[self.label_column])
-        n_val = max(1, round(n * self.val_split))
-        if n - n_val < 1:
-            raise UserError(f"only {n} training example(s); cannot split off validation — set data.val_file")
-        perm = np.random.default_rng(self.seed).permutation(n)
-        # Sorted index sets keep file order inside each part (reproducible, diff-friendly).
-        val_idx, train_idx = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+        train_idx, val_idx = heldout_split(len(table[self.label_column]), self.val_split, self.seed)
         pick = lambda idx: {c: [v[i] for i in idx] for c, v in table.items()}  # noqa: E731
         return pick(train_idx), pick(val_idx)
 

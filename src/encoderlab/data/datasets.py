@@ -46,7 +46,7 @@ class PackedSequenceDataset(Dataset):
 class LabelledDataset(Dataset):
     """Encoded (already truncated, special tokens included) sequences with one label each.
 
-    Items: ``{"input_ids": LongTensor[S], "token_type_ids": LongTensor[S], "labels": int | float}``.
+    Items: ``{"input_ids": LongTensor[S], "token_type_ids": LongTensor[S], "labels": int | float | Tensor[L]}``.
     For text pairs the token type ids come from the tokenizer (cached alongside the ids).
     """
 
@@ -72,4 +72,7 @@ class LabelledDataset(Dataset):
             ids_b = torch.from_numpy(self.pair_token_ids[i].astype(np.int64))
             ids = torch.cat([ids, ids_b])
             types = torch.cat([types, torch.ones_like(ids_b)])
-        return {"input_ids": ids, "token_type_ids": types, "labels": self.labels[i].item()}
+        label = self.labels[i]
+        # One number (class id, regression target) or a vector (multi-label targets).
+        label = label.item() if label.ndim == 0 else torch.from_numpy(label)
+        return {"input_ids": ids, "token_type_ids": types, "labels": label}

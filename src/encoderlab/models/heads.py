@@ -101,3 +101,20 @@ class SequenceClassifier(nn.Module):
         if self.dense is not None:
             x = torch.tanh(self.dense(self.dropout(x)))
         return self.out(self.dropout(x))  # B,num_labels
+
+
+class TokenClassifier(nn.Module):
+    """One label per token (NER, tagging): dropout → linear on every hidden state, [B, S, H] → [B, S, L]."""
+
+    def __init__(self, encoder: Encoder, num_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        if num_labels < 2:
+            raise ValueError(f"a tagger needs at least 2 labels, got num_labels={num_labels}")
+        self.num_labels = num_labels
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(encoder.config.hidden, num_labels)
+        self.apply(_init_bert_style)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        # attention_mask is accepted for a uniform head call; padded positions are ignored by the loss.
+        return self.out(self.dropout(hidden))  # B,S,num_labels

@@ -23,7 +23,7 @@ from encoderlab.data.tokenizer import load_tokenizer
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_directory
 from encoderlab.models.encoder import Encoder, EncoderConfig
-from encoderlab.models.heads import SequenceClassifier
+from encoderlab.models.heads import SequenceClassifier, TokenClassifier
 from encoderlab.training import hf
 from encoderlab.training.adapters import LoRA, merge_lora
 from encoderlab.training.export import TOKENIZER_FILES, read_export_config
@@ -39,6 +39,9 @@ RUN_RECORD = "run.json"
 METRICS = "metrics.json"
 EMBEDDING_KEY = "embeddings.word_embeddings.weight"
 CLASSIFICATION_TASK = "SequenceClassificationTask"
+REGRESSION_TASK = "SequenceRegressionTask"
+MULTILABEL_TASK = "MultiLabelClassificationTask"
+TAGGING_TASK = "TokenClassificationTask"
 ENCODER_BUILDER = "encoderlab.models.encoder.build"
 
 
@@ -253,9 +256,39 @@ def fine_tuned_encoder(
     return encoder, tokenizer_location(run_dir, cfg)
 
 
+def fine_tuning_config(run_dir: Path) -> dict:
+    """The saved config of a run directory (a UserError when ``run_dir`` is not one)."""
+    if not run_dir.is_dir():
+        raise UserError(f"run directory not found: {run_dir} — pass a fine-tuning run's output directory")
+    if not (run_dir / HYDRA_CONFIG).is_file():
+        raise UserError(f"{run_dir / HYDRA_CONFIG} not found — pass a fine-tuning run's output directory")
+    return read_run_config(run_dir)
+
+
+def fitting_tokenizer(run_dir: Path, cfg: dict, location: Path, encoder: Encoder) -> Tokenizer:
+    """The run's tokenizer, checked to fit the encoder's vocabulary."""
+    tokenizer = load_run_tokenizer(run_dir, cfg, location)
+    hf.check_vocab_size(
+        tokenizer.get_vocab_size(with_added_tokens=True), encoder.config.vocab_size, run_dir / CHECKPOINT
+    )
+    return tokenizer
+
+
+def max_seq_len(cfg: dict, encoder: Encoder) -> int:
+    """The run's ``data.max_seq_len``, capped by the encoder's positions."""
+    value = (cfg.get("data") or {}).get("max_seq_len")
+    value = int(value) if _literal(value) else encoder.config.max_positions
+    return min(value, encoder.config.max_positions)
+
+
+def run_task(run_dir: str | Path) -> str:
+    """The class name of a run's task (``SequenceClassificationTask``, ...); '' when unknown."""
+    return target(fine_tuning_config(Path(run_dir)).get("task")).rsplit(".", 1)[-1]
+
+
 @dataclass
 class RunClassifier:
-    """A fine-tuned sequence classifier rebuilt from its run directory, in eval mode."""
+    """A fine-tuned sequence classifier (or regressor: ``regression``, no labels) rebuilt from its run, in eval mode."""
 
     encoder: Encoder
     head: SequenceClassifier
@@ -263,6 +296,9 @@ class RunClassifier:
     label_names: list[str]
     max_seq_len: int
     text_pair_column: str | None
+    text_column: str | None = None
+    regression: bool = False
+    multi_label_threshold: float | None = None  # set for multi-label runs: a sigmoid per label
 
 
 def load_classifier(run_dir: str | Path) -> RunClassifier:
@@ -272,22 +308,22 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
     the encoder) is a :class:`UserError` naming the file and the fix.
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise UserError(f"run directory not found: {run_dir} — pass a fine-tuning run's output directory")
-    if not (run_dir / HYDRA_CONFIG).is_file():
-        raise UserError(f"{run_dir / HYDRA_CONFIG} not found — pass a fine-tuning run's output directory")
-    cfg = read_run_config(run_dir)
+    cfg = fine_tuning_config(run_dir)
     task = target(cfg.get("task"))
-    if not task.endswith(CLASSIFICATION_TASK):
+    regression = task.endswith(REGRESSION_TASK)
+    multi_label = task.endswith(MULTILABEL_TASK)
+    if not (task.endswith(CLASSIFICATION_TASK) or regression or multi_label):
         raise UserError(
             f"{run_dir} is a {task.rsplit('.', 1)[-1] or 'unknown'} run, not a fine-tuned classifier — pass "
-            "a run trained with task=classify (head=classifier)"
+            "a run trained with task=classify, regress or multilabel (head=classifier)"
         )
-    names = label_names(run_dir)
-    if not names:
+    threshold = (cfg.get("task") or {}).get("threshold", 0.5) if multi_label else None
+    if threshold is not None and not isinstance(threshold, int | float):
+        raise UserError(f"task.threshold in {run_dir / HYDRA_CONFIG} is not a number ({threshold!r})")
+    names = [] if regression else label_names(run_dir)
+    if not regression and not names:
         raise UserError(
-            f"{run_dir / LABEL_MAP} is missing or has no labels (regression runs have none) — pass a "
-            "finished classification run"
+            f"{run_dir / LABEL_MAP} is missing or has no labels — pass a finished classification run"
         )
     state = load_checkpoint_state(run_dir)
     encoder, tokenizer_dir = fine_tuned_encoder(run_dir, cfg, state)
@@ -295,16 +331,18 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
     head_cfg = cfg.get("head") or {}
     head_state = split_state(state, "head.")
     out = head_state.get("out.weight")
-    if out is None or out.shape[0] != len(names):
+    outputs = 1 if regression else len(names)
+    if out is None or out.shape[0] != outputs:
         rows = None if out is None else out.shape[0]
         raise UserError(
-            f"{run_dir / CHECKPOINT} has a classifier with {rows} outputs but {run_dir / LABEL_MAP} names "
-            f"{len(names)} labels — the label map does not belong to this checkpoint"
+            f"{run_dir / CHECKPOINT} has a head with {rows} outputs but "
+            + ("a regression run has 1" if regression else f"{run_dir / LABEL_MAP} names {len(names)} labels")
+            + " — the checkpoint does not belong to this run's config and label map"
         )
     try:
         head = SequenceClassifier(
             encoder,
-            num_labels=len(names),
+            num_labels=outputs,
             pooling=head_cfg.get("pooling", "cls"),
             dropout=0.0,
             hidden_layers=2 if "dense.weight" in head_state else 1,
@@ -313,19 +351,59 @@ def load_classifier(run_dir: str | Path) -> RunClassifier:
         raise UserError(f"{run_dir / HYDRA_CONFIG} has an invalid head section ({err})") from None
     load_strict(head, head_state, source=f"{run_dir / CHECKPOINT} (head.*)")
 
-    tokenizer = load_run_tokenizer(run_dir, cfg, tokenizer_dir)
-    hf.check_vocab_size(
-        tokenizer.get_vocab_size(with_added_tokens=True), encoder.config.vocab_size, run_dir / CHECKPOINT
-    )
+    tokenizer = fitting_tokenizer(run_dir, cfg, tokenizer_dir, encoder)
     data = cfg.get("data") or {}
-    max_len = data.get("max_seq_len")
-    max_len = int(max_len) if _literal(max_len) else encoder.config.max_positions
     pair = data.get("text_pair_column")
+    text_column = data.get("text_column")
     return RunClassifier(
         encoder=encoder.eval(),
         head=head.eval(),
         tokenizer=tokenizer,
         label_names=names,
-        max_seq_len=min(max_len, encoder.config.max_positions),
+        max_seq_len=max_seq_len(cfg, encoder),
         text_pair_column=str(pair) if _literal(pair) else None,
+        text_column=str(text_column) if _literal(text_column) else None,
+        regression=regression,
+        multi_label_threshold=float(threshold) if threshold is not None else None,
+    )
+
+
+@dataclass
+class RunTagger:
+    """A fine-tuned token classifier (NER) rebuilt from its run directory, in eval mode."""
+
+    encoder: Encoder
+    head: TokenClassifier
+    tokenizer: Tokenizer
+    label_names: list[str]
+    max_seq_len: int
+
+
+def load_tagger(run_dir: str | Path) -> RunTagger:
+    """Encoder + token classifier from ``checkpoints/last.ckpt``, the run's tokenizer and label map."""
+    run_dir = Path(run_dir)
+    cfg = fine_tuning_config(run_dir)
+    task = target(cfg.get("task"))
+    if not task.endswith(TAGGING_TASK):
+        raise UserError(f"{run_dir} is a {task.rsplit('.', 1)[-1] or 'unknown'} run, not a token classifier")
+    names = label_names(run_dir)
+    if not names:
+        raise UserError(f"{run_dir / LABEL_MAP} is missing or has no labels — pass a finished task=tag run")
+    state = load_checkpoint_state(run_dir)
+    encoder, tokenizer_dir = fine_tuned_encoder(run_dir, cfg, state)
+    head_state = split_state(state, "head.")
+    out = head_state.get("out.weight")
+    if out is None or out.shape[0] != len(names):
+        raise UserError(
+            f"{run_dir / CHECKPOINT} has a tagger with {None if out is None else out.shape[0]} outputs but "
+            f"{run_dir / LABEL_MAP} names {len(names)} labels — the label map does not belong to this checkpoint"
+        )
+    head = TokenClassifier(encoder, num_labels=len(names), dropout=0.0)
+    load_strict(head, head_state, source=f"{run_dir / CHECKPOINT} (head.*)")
+    return RunTagger(
+        encoder=encoder.eval(),
+        head=head.eval(),
+        tokenizer=fitting_tokenizer(run_dir, cfg, tokenizer_dir, encoder),
+        label_names=names,
+        max_seq_len=max_seq_len(cfg, encoder),
     )

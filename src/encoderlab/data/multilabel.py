@@ -1,0 +1,73 @@
+"""Multi-label text classification: any number of labels per text, as a multi-hot target vector.
+
+Labels come from one column, either as a string joined by ``label_delimiter`` (``billing|refund``; an
+empty cell means no label) or, in JSONL, as a JSON list (``["billing", "refund"]``). The label set is
+the sorted union over the training data; the label map is saved with the run like single-label runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from encoderlab.data.datamodules import TextClassificationDataModule
+from encoderlab.errors import UserError
+
+
+class MultiLabelClassificationDataModule(TextClassificationDataModule):
+    """TextClassificationDataModule whose labels are sets; items carry a float multi-hot ``labels`` vector."""
+
+    def __init__(self, *args, label_delimiter: str = "|", **kwargs):
+        super().__init__(*args, **kwargs)
+        if not label_delimiter:
+            raise UserError("data.label_delimiter is empty — set it to the string between labels, e.g. '|'")
+        self.label_delimiter = label_delimiter
+
+    @property
+    def regression(self) -> bool:
+        return False
+
+    @property
+    def num_labels(self) -> int:
+        self._require()
+        return len(self._label_names)
+
+    def label_sets(self, raw: list) -> list[list[str]]:
+        """Each row's labels: a JSON list as is, a string split on the delimiter; blanks dropped."""
+        out = []
+        for value in raw:
+            if value is None:
+                names = []
+            elif isinstance(value, list):
+                names = [str(v).strip() for v in value]
+            else:
+                names = [v.strip() for v in str(value).split(self.label_delimiter)]
+            out.append([n for n in names if n])
+        return out
+
+    def _build_label_map(self, raw: list, source: str) -> None:
+        self._int_labels = False
+        self._label_names = sorted({name for names in self.label_sets(raw) for name in names})
+        found = len(self._label_names)
+        if found < 1:
+            raise UserError(
+                f"{source} has no labels in column '{self.label_column}' — set data.label_column "
+                f"(labels joined by data.label_delimiter='{self.label_delimiter}', or a JSON list)"
+            )
+        if self.num_labels_expected is not None and self.num_labels_expected != found:
+            raise UserError(
+                f"num_labels={self.num_labels_expected} but {source} has {found} labels "
+                f"({', '.join(self._label_names[:10])}{', ...' if found > 10 else ''}) — set data.num_labels={found}"
+            )
+
+    def _encode_labels(self, raw: list, source: str) -> np.ndarray:
+        mapping = {name: i for i, name in enumerate(self._label_names)}
+        out = np.zeros((len(raw), len(self._label_names)), dtype=np.float32)
+        for row, names in enumerate(self.label_sets(raw)):
+            for name in names:
+                if name not in mapping:
+                    raise UserError(
+                        f"label '{name}' in row {row + 1} of {source} does not occur in the training data "
+                        f"(labels: {', '.join(self._label_names[:10])}) — fix the file or data.label_delimiter"
+                    )
+                out[row, mapping[name]] = 1.0
+        return out

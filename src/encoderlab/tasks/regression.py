@@ -1,0 +1,48 @@
+"""Sequence regression (e.g. STS-B similarity): encoder + one-output head, MSE, Pearson and Spearman."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanSquaredError, MetricCollection, PearsonCorrCoef, SpearmanCorrCoef
+
+from encoderlab.tasks.base import EncoderTask
+
+
+class SequenceRegressionTask(EncoderTask):
+    """Logs ``{stage}/loss`` and ``{stage}/mse``; ``val/`` and ``test/`` also ``pearson`` and ``spearman``.
+
+    The correlations are computed over the whole epoch (a per-batch correlation means little), which is
+    why training logs only the MSE. The head is any sequence head with one output (``head=classifier``).
+    """
+
+    def __init__(
+        self, encoder, head, optimizer, scheduler=None, num_labels: int = 1, label_names=None
+    ) -> None:
+        super().__init__(encoder, head, optimizer, scheduler)
+        if num_labels != 1:
+            raise ValueError(f"regression predicts one number per example, got num_labels={num_labels}")
+        self.train_metrics = MetricCollection({"mse": MeanSquaredError()}).clone(prefix="train/")
+        evaluation = MetricCollection(
+            {"mse": MeanSquaredError(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()}
+        )
+        self.val_metrics = evaluation.clone(prefix="val/")
+        self.test_metrics = evaluation.clone(prefix="test/")
+
+    def forward(self, batch) -> torch.Tensor:
+        mask = batch.get("attention_mask")
+        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
+        return self.head(hidden, mask).float().squeeze(-1)  # B
+
+    def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
+        predictions = self(batch)
+        targets = batch["labels"].float()
+        loss = F.mse_loss(predictions, targets)
+        metrics.update(predictions.detach(), targets)
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        return loss
+
+    def predict_step(self, batch, batch_idx):
+        return self(batch)
