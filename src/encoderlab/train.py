@@ -99,10 +99,6 @@ def build_task(cfg: DictConfig):
     return datamodule, task
 
 
-def target_name(section: DictConfig) -> str:
-    return str(section.get("_target_", "")).rsplit(".", 1)[-1]
-
-
 def _final_metrics(trainer: pl.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
