@@ -10,7 +10,7 @@ Each is compared with what the model consumes: encoderlab's CPU pre-training thr
 batch 32 × 128), read from ``results/pretrain_cpu.json`` when present, else measured here (3 steps). Goal: each
 pipeline stage ≥ 10x the model.
 
-    ENCODERLAB_DATA_DIR=/work/shared/data python benchmarks/bench_data.py
+    ENCODERLAB_DATA_DIR=../shared/data python benchmarks/bench_data.py
 """
 
 from __future__ import annotations

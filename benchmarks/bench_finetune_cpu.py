@@ -13,7 +13,7 @@ AdamW, dropout 0.1, max length 128. Both sides read the same token ids: SST-2 tr
 One repetition = ``--batches`` consecutive optimizer steps; its throughput = examples / seconds; the table
 shows the median over ``--repeats`` repetitions (different batches each time, interleaved A/B).
 
-    ENCODERLAB_DATA_DIR=/work/shared/data python benchmarks/bench_finetune_cpu.py
+    ENCODERLAB_DATA_DIR=../shared/data python benchmarks/bench_finetune_cpu.py
 """
 
 from __future__ import annotations

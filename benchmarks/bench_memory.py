@@ -9,8 +9,8 @@ measurement runs in a fresh subprocess and reads its own peak RSS (``VmHWM`` fro
   (cache hit → memory-mapped ids) + BERT-mini encoder + MLM head + AdamW, ``--steps`` optimizer steps on
   shuffled batches from the whole corpus.
 
-    ENCODERLAB_DATA_DIR=/work/shared/data python benchmarks/bench_memory.py              # 4.5 MB vs 45 MB
-    ENCODERLAB_DATA_DIR=/work/shared/data python benchmarks/bench_memory.py --base-mb 45 # 45 MB vs 450 MB
+    ENCODERLAB_DATA_DIR=../shared/data python benchmarks/bench_memory.py              # 4.5 MB vs 45 MB
+    ENCODERLAB_DATA_DIR=../shared/data python benchmarks/bench_memory.py --base-mb 45 # 45 MB vs 450 MB
 """
 
 from __future__ import annotations

@@ -246,3 +246,14 @@ def write_pair_data(root: Path) -> None:
         )
     for split, n, seed in (("train", 150, 31), ("dev", 40, 32), ("test", 40, 33)):
         write_conll(root / "conll2003" / f"{split}.txt", conll_sentences(n, seed))
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, *needles: str) -> str:
+    """A failed CLI call: non-zero exit, no traceback, one ``error:`` line holding every needle."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]

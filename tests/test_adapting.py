@@ -32,11 +32,8 @@ def env(data_dir, cache_dir):
 
 
 @pytest.fixture(scope="module")
-def pretrained(env, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("adapting") / "pretrain"
-    result = run_train(["experiment=pretrain_mlm", *FAST, f"hydra.run.dir={run_dir}"], env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+def pretrained(pretrained_run):
+    return pretrained_run  # the session's shared tiny pre-training run (read-only)
 
 
 def finetune(pretrained, run_dir, *extra, fast=FAST):

@@ -14,8 +14,7 @@ from encoderlab.models.encoder import build
 from encoderlab.models.heads import TokenClassifier
 from encoderlab.predict import main as predict_main
 from encoderlab.train import build_task, find_user_error
-from tests.conftest import FAST, cli_env, labelled_rows, run_train
-from tests.test_bad_input import assert_clean_failure
+from tests.conftest import FAST, assert_clean_failure, cli_env, labelled_rows, run_train
 from tests.test_config import compose_train
 
 

@@ -75,7 +75,7 @@ def test_pair_task_with_one_text_column_is_an_error(tmp_path, write_tsv):
 @pytest.mark.parametrize("bad", ["nan", "inf", "NaN"])
 def test_regression_target_that_is_not_a_number(tmp_path, write_tsv, bad):
     path = write_tsv(tmp_path / "r.tsv", [("one", "1.5"), ("two", bad), ("three", "2.0"), ("four", "0.5")])
-    with pytest.raises(UserError, match=rf"'{bad}' in row 2 of .*r.tsv is not a finite number"):
+    with pytest.raises(UserError, match=rf"'{bad}' in data row 2 of .*r.tsv is not a finite number"):
         make_dm(tmp_path, path, num_labels=1).prepare()
 
 
