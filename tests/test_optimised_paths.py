@@ -241,3 +241,32 @@ def test_wrapped_projection_bypasses_fused_qkv():
     expected = plain + attention.output.weight.sum(1)
     torch.testing.assert_close(wrapped, expected, rtol=1e-4, atol=1e-4)
     assert encoder(ids).shape == (B, S, 64)
+
+
+def test_cpu_dropout_matches_f_dropout_statistics_and_gradient():
+    from encoderlab.models.encoder import dropout
+
+    x = torch.ones(200, 500, requires_grad=True)
+    torch.manual_seed(0)
+    y = dropout(x, 0.1, training=True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / 0.9)
+    assert dropout(x, 0.1, training=False) is x
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_manual_cpu_attention_matches_sdpa(padded):
+    from encoderlab.models.encoder import attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 9, 8, generator=g) for _ in range(3))
+    mask = torch.ones(2, 1, 1, 9, dtype=torch.bool)
+    if padded:
+        mask[1, ..., 6:] = False
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask if padded else None)
+    # A vanishing dropout rate takes the manual path while keeping (almost surely) every weight.
+    got = attention(q, k, v, mask if padded else None, dropout_p=1e-12)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
