@@ -18,7 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from encoderlab.data.collators import MLMCollator, PaddingCollator
 from encoderlab.data.datasets import LabelledDataset, PackedSequenceDataset
@@ -346,7 +346,43 @@ class TextCorpusDataModule(_PreparedDataModule):
         )
 
 
-class TextClassificationDataModule(_PreparedDataModule):
+class _LabelledDataModule(_PreparedDataModule):
+    """Loaders of labelled data: resumable (length-grouped or shuffled) training batches, ordered eval batches.
+
+    Subclasses set ``train_dataset`` (with ``lengths``), ``val_dataset``, ``test_dataset`` (or None),
+    ``collator``, ``batch_size``, ``group_by_length``, ``num_workers`` and ``seed`` in ``_prepare``.
+    """
+
+    # -- loaders -----------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        self.prepare()
+        n, size = len(self.train_dataset), self.batch_size
+        sampler = (
+            LengthGroupedSampler(self.train_dataset.lengths, size, seed=self.seed)
+            if self.group_by_length
+            else ShuffledBatchSampler(n, size, seed=self.seed)
+        )
+        return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=self.collator,
+            **_loader_kwargs(self.num_workers, self.seed),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        self.prepare()
+        return self._eval_loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader | None:
+        self.prepare()
+        return self._eval_loader(self.test_dataset) if self.test_dataset is not None else None
+
+
+class TextClassificationDataModule(_LabelledDataModule):
     """Labelled text (single sentences or pairs) from CSV / TSV / JSONL, with dynamic padding.
 
     ``num_labels=1`` means regression: labels are read as floats and no label map is built.
@@ -631,31 +667,3 @@ class TextClassificationDataModule(_PreparedDataModule):
         train_idx, val_idx = heldout_split(len(table[self.label_column]), self.val_split, self.seed)
         pick = lambda idx: {c: [v[i] for i in idx] for c, v in table.items()}  # noqa: E731
         return pick(train_idx), pick(val_idx)
-
-    # -- loaders -----------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        self.prepare()
-        n, size = len(self.train_dataset), self.batch_size
-        sampler = (
-            LengthGroupedSampler(self.train_dataset.lengths, size, seed=self.seed)
-            if self.group_by_length
-            else ShuffledBatchSampler(n, size, seed=self.seed)
-        )
-        return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
-
-    def _eval_loader(self, dataset: LabelledDataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers, self.seed),
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        self.prepare()
-        return self._eval_loader(self.val_dataset)
-
-    def test_dataloader(self) -> DataLoader | None:
-        self.prepare()
-        return self._eval_loader(self.test_dataset) if self.test_dataset is not None else None

@@ -15,22 +15,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Tokenizer
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from encoderlab.data.collators import IGNORE_INDEX, pad_sequences
 from encoderlab.data.conll import read_tagged
 from encoderlab.data.datamodules import (
     _hub_fingerprint,
+    _LabelledDataModule,
     _load_hub_split,
-    _loader_kwargs,
     _local,
     _missing_train_error,
-    _PreparedDataModule,
     heldout_split,
     write_label_map,
 )
 from encoderlab.data.readers import file_fingerprint
-from encoderlab.data.samplers import LengthGroupedSampler, ShuffledBatchSampler
 from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids
 from encoderlab.errors import UserError
 
@@ -125,7 +123,7 @@ class TaggingCollator:
         }
 
 
-class TokenClassificationDataModule(_PreparedDataModule):
+class TokenClassificationDataModule(_LabelledDataModule):
     """Word-tagged sentences (CoNLL columns or JSONL lists) for a token classifier, with dynamic padding.
 
     ``label_names`` fixes the label set and its order (needed when the hub gives tags as integers);
@@ -335,31 +333,3 @@ class TokenClassificationDataModule(_PreparedDataModule):
         self.val_dataset = build(*val)
         self.test_dataset = build(*test) if test is not None else None
         self.collator = TaggingCollator(self.pad_id)
-
-    # -- loaders -----------------------------------------------------------------------------
-    def train_dataloader(self) -> DataLoader:
-        self.prepare()
-        n, size = len(self.train_dataset), self.batch_size
-        sampler = (
-            LengthGroupedSampler(self.train_dataset.lengths, size, seed=self.seed)
-            if self.group_by_length
-            else ShuffledBatchSampler(n, size, seed=self.seed)
-        )
-        return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
-
-    def _eval_loader(self, dataset: TaggedDataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            collate_fn=self.collator,
-            **_loader_kwargs(self.num_workers, self.seed),
-        )
-
-    def val_dataloader(self) -> DataLoader:
-        self.prepare()
-        return self._eval_loader(self.val_dataset)
-
-    def test_dataloader(self) -> DataLoader | None:
-        self.prepare()
-        return self._eval_loader(self.test_dataset) if self.test_dataset is not None else None
