@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torchmetrics import MetricCollection
 
 from encoderlab.errors import UserError
 from encoderlab.training.param_groups import LayerwiseLR, param_groups
@@ -52,6 +53,30 @@ class EncoderTask(pl.LightningModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def set_stage_metrics(
+        self, metrics: MetricCollection, evaluation: MetricCollection | None = None
+    ) -> None:
+        """``train_metrics`` / ``val_metrics`` / ``test_metrics``: copies named ``train/acc`` etc.
+
+        ``evaluation`` (optional) replaces ``metrics`` for val and test, e.g. epoch-level correlations.
+        """
+        evaluation = metrics if evaluation is None else evaluation
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = evaluation.clone(prefix="val/")
+        self.test_metrics = evaluation.clone(prefix="test/")
+
+    def forward(self, batch) -> torch.Tensor:
+        """The head on the encoder's hidden states (tasks whose head reads states + attention mask)."""
+        mask = batch.get("attention_mask")
+        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
+        return self.head(hidden, mask)
+
+    def log_loss_and_metrics(self, loss: torch.Tensor, metrics: MetricCollection, stage: str) -> None:
+        """Loss per step in training and per epoch otherwise; metrics per epoch, val ones on the bar."""
+        on_step = stage == "train"
+        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
     # Subclasses define ``_step(batch, metrics, stage)`` and one metric collection per stage.
     def training_step(self, batch, batch_idx):

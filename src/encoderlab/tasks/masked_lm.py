@@ -78,9 +78,7 @@ class MaskedLMTask(EncoderTask):
         super().__init__(encoder, head, optimizer, scheduler)
         # Token-weighted means. (A vocabulary-sized MulticlassAccuracy would build a V×V confusion count.)
         metrics = MetricCollection({"acc": MeanMetric(), "nll": MeanMetric()})
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        self.set_stage_metrics(metrics)
 
     def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         logits, targets = masked_lm_logits(self.encoder, self.head, batch)

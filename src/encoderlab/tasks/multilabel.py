@@ -37,23 +37,14 @@ class MultiLabelClassificationTask(EncoderTask):
                 "subset_acc": MultilabelExactMatch(num_labels, threshold=threshold),
             }
         )
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
-
-    def forward(self, batch) -> torch.Tensor:
-        mask = batch.get("attention_mask")
-        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
-        return self.head(hidden, mask)  # B,num_labels
+        self.set_stage_metrics(metrics)
 
     def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         logits = self(batch).float()
         targets = batch["labels"].float()
         loss = F.binary_cross_entropy_with_logits(logits, targets)
         metrics.update(torch.sigmoid(logits.detach()), targets.long())
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        self.log_loss_and_metrics(loss, metrics, stage)
         return loss
 
     def predict_step(self, batch, batch_idx):

@@ -22,26 +22,20 @@ class SequenceRegressionTask(EncoderTask):
         super().__init__(encoder, head, optimizer, scheduler)
         if num_labels != 1:
             raise ValueError(f"regression predicts one number per example, got num_labels={num_labels}")
-        self.train_metrics = MetricCollection({"mse": MeanSquaredError()}).clone(prefix="train/")
         evaluation = MetricCollection(
             {"mse": MeanSquaredError(), "pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()}
         )
-        self.val_metrics = evaluation.clone(prefix="val/")
-        self.test_metrics = evaluation.clone(prefix="test/")
+        self.set_stage_metrics(MetricCollection({"mse": MeanSquaredError()}), evaluation)
 
     def forward(self, batch) -> torch.Tensor:
-        mask = batch.get("attention_mask")
-        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
-        return self.head(hidden, mask).float().squeeze(-1)  # B
+        return super().forward(batch).float().squeeze(-1)  # B
 
     def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         predictions = self(batch)
         targets = batch["labels"].float()
         loss = F.mse_loss(predictions, targets)
         metrics.update(predictions.detach(), targets)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        self.log_loss_and_metrics(loss, metrics, stage)
         return loss
 
     def predict_step(self, batch, batch_idx):

@@ -52,16 +52,9 @@ class TokenClassificationTask(EncoderTask):
         entities = MetricCollection(
             {f"entity_{s}": EntityScore(self.label_names, s) for s in ("precision", "recall", "f1")}
         )
-        self.train_metrics = tokens.clone(prefix="train/")
-        self.val_metrics = tokens.clone(prefix="val/")
-        self.test_metrics = tokens.clone(prefix="test/")
+        self.set_stage_metrics(tokens)
         self.val_entities = entities.clone(prefix="val/")
         self.test_entities = entities.clone(prefix="test/")
-
-    def forward(self, batch) -> torch.Tensor:
-        mask = batch.get("attention_mask")
-        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
-        return self.head(hidden, mask)  # B,S,num_labels
 
     def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         logits = self(batch).float()
@@ -69,9 +62,7 @@ class TokenClassificationTask(EncoderTask):
         loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
         predictions = logits.detach().argmax(-1)
         metrics.update(predictions, labels)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
+        self.log_loss_and_metrics(loss, metrics, stage)
         if stage != "train":
             entities = self.val_entities if stage == "val" else self.test_entities
             words = batch["word_labels"]
