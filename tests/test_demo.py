@@ -41,6 +41,12 @@ def test_demo_runs_every_stage_and_prints_the_comparison(data_dir, cache_dir, tm
     # The scratch control used the pre-training tokenizer, so the comparison isolates the weights.
     scratch_cfg = (out / "scratch/.hydra/overrides.yaml").read_text()
     assert f"data.tokenizer={out / 'pretrain/encoder'}" in scratch_cfg
+    # Pre-training runs without dropout; both fine-tunes train with the same dropout, the probe without.
+    export_config = json.loads((out / "pretrain/encoder/encoder.json").read_text())["config"]
+    assert export_config["dropout"] == export_config["attention_dropout"] == 0.0
+    assert "init.dropout=0.1" in (out / "finetune/.hydra/overrides.yaml").read_text()
+    assert "encoder.dropout=0.1" in scratch_cfg
+    assert "init.dropout" not in (out / "probe/.hydra/overrides.yaml").read_text()
 
 
 def test_demo_refuses_a_used_output_directory(tmp_path):

@@ -32,7 +32,12 @@ console = Console()
 def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[str]]]:
     """(directory name, title, overrides) for each run, in order; later stages read the pre-training export."""
     export = root / "pretrain" / "encoder"
-    common = [f"encoder={args.encoder}", f"seed={args.seed}", *args.extra]
+    common = [
+        f"encoder={args.encoder}",
+        f"encoder.position_init={args.position_init}",  # the scratch control starts the same way
+        f"seed={args.seed}",
+        *args.extra,
+    ]
     pretrain = [
         "experiment=pretrain_mlm",
         *common,
@@ -43,13 +48,26 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
         f"data.batch_size={args.pretrain_batch_size}",
         f"trainer.max_steps={args.pretrain_steps}",
         f"optimizer.lr={args.pretrain_lr}",
+        f"scheduler.warmup_ratio={args.pretrain_warmup}",
+        # A small encoder underfits its corpus: without dropout it leaves MLM's early plateau (predicting
+        # token frequencies) thousands of steps sooner; the fine-tunes put dropout back (init.dropout).
+        f"encoder.dropout={args.pretrain_dropout}",
+        f"encoder.attention_dropout={args.pretrain_dropout}",
         "trainer.limit_val_batches=20",
+    ]
+    from_export = [
+        "init=pretrained",
+        f"init.path={export}",
+        f"init.dropout={args.finetune_dropout}",
+        f"init.attention_dropout={args.finetune_dropout}",
     ]
     finetune = [
         "experiment=finetune_sst2",
         *common,
         f"data.train_limit={args.finetune_examples}",
         f"trainer.max_epochs={args.finetune_epochs}",
+        # MLM alone never trains [CLS] (there is no next-sentence objective), so every fine-tune pools by mean.
+        f"head.pooling={args.pooling}",
         "test=false",  # GLUE's SST-2 test labels are for the leaderboard; the dev set is the comparison
     ]
     return [
@@ -57,7 +75,7 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
         (
             "finetune",
             "fine-tune (pre-trained)",
-            [*finetune, "init=pretrained", f"init.path={export}", f"optimizer.lr={args.lr}"],
+            [*finetune, *from_export, f"optimizer.lr={args.lr}"],
         ),
         (
             "probe",
@@ -73,7 +91,14 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
         (
             "scratch",
             "fine-tune (scratch)",
-            [*finetune, "init=scratch", f"data.tokenizer={export}", f"optimizer.lr={args.lr}"],
+            [
+                *finetune,
+                "init=scratch",
+                f"data.tokenizer={export}",
+                f"encoder.dropout={args.finetune_dropout}",
+                f"encoder.attention_dropout={args.finetune_dropout}",
+                f"optimizer.lr={args.lr}",
+            ],
         ),
     ]
 
@@ -120,15 +145,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--corpus-paragraphs", type=int, default=60_000, help="wiki_en paragraphs to pre-train on")
     p.add_argument("--val-paragraphs", type=int, default=2_000)
-    p.add_argument("--vocab-size", type=int, default=8192)
+    p.add_argument("--vocab-size", type=int, default=4096)
     p.add_argument("--pretrain-seq-len", type=int, default=64)
     p.add_argument("--pretrain-batch-size", type=int, default=64)
-    p.add_argument("--pretrain-steps", type=int, default=7000)
-    p.add_argument("--pretrain-lr", type=float, default=1e-3)
+    p.add_argument("--pretrain-steps", type=int, default=10_000)
+    p.add_argument("--pretrain-lr", type=float, default=1.5e-3)
+    p.add_argument("--pretrain-warmup", type=float, default=0.1, help="warm-up fraction of the steps")
+    p.add_argument(
+        "--position-init", default="sinusoidal", help="position-table init: sinusoidal or normal (BERT's)"
+    )
+    p.add_argument("--pretrain-dropout", type=float, default=0.0, help="encoder dropout while pre-training")
     p.add_argument("--finetune-examples", type=int, default=4000, help="SST-2 training examples")
     p.add_argument("--finetune-epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate")
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     p.add_argument("--probe-lr", type=float, default=1e-3, help="linear-probe learning rate")
+    p.add_argument("--pooling", default="mean", help="classifier pooling: mean, cls or max")
+    p.add_argument("--finetune-dropout", type=float, default=0.1, help="encoder dropout while fine-tuning")
     p.add_argument(
         "extra", nargs="*", help="more overrides for every stage, e.g. trainer.enable_progress_bar=false"
     )

@@ -97,3 +97,25 @@ def test_norm_first_layers_normalise_before_each_sublayer():
     # Post-LN (BERT) encoders have no final norm, so their keys stay Hugging Face compatible.
     assert "final_norm.weight" in encoder.state_dict()
     assert "final_norm.weight" not in build(vocab_size=50, layers=1, hidden=16, heads=2).state_dict()
+
+
+def test_sinusoidal_position_init_has_the_normal_init_scale_and_nearby_positions_alike():
+    torch.manual_seed(0)
+    encoder = build(vocab_size=50, layers=1, hidden=32, heads=2, position_init="sinusoidal")
+    table = encoder.embeddings.position_embeddings.weight.detach()
+    assert torch.allclose(table.pow(2).mean().sqrt(), torch.tensor(encoder.config.initializer_range))
+    unit = torch.nn.functional.normalize(table, dim=1)
+    assert (unit[10] @ unit[11]) > (unit[10] @ unit[200]) + 0.3
+    # Only the starting weights differ: same parameters, same config (nothing saved about the init).
+    plain = build(vocab_size=50, layers=1, hidden=32, heads=2)
+    assert plain.config == encoder.config
+    assert [n for n, _ in plain.named_parameters()] == [n for n, _ in encoder.named_parameters()]
+    plain_unit = torch.nn.functional.normalize(plain.embeddings.position_embeddings.weight.detach(), dim=1)
+    assert abs(float(plain_unit[10] @ plain_unit[11])) < 0.6
+
+
+def test_unknown_position_init_is_refused():
+    from encoderlab.errors import UserError
+
+    with pytest.raises(UserError, match="position_init='learned'.*normal, sinusoidal"):
+        build(vocab_size=50, layers=1, hidden=16, heads=2, position_init="learned")

@@ -89,6 +89,25 @@ def test_vocab_mismatch_names_both_numbers(exported):
         FromExport(str(out)).build_encoder(lambda **_: None, vocab_size=29)
 
 
+def test_dropout_can_be_changed_on_load_without_touching_weights(exported):
+    encoder, out = exported
+    loaded = FromExport(str(out), dropout=0.0, attention_dropout=0.25).build_encoder(
+        lambda **_: None, vocab_size=30
+    )
+    assert (loaded.config.dropout, loaded.config.attention_dropout) == (0.0, 0.25)
+    assert loaded.embeddings.dropout.p == 0.0 and loaded.layers[0].attention.attention_dropout == 0.25
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
+    kept = FromExport(str(out)).build_encoder(lambda **_: None, vocab_size=30)
+    assert kept.config.dropout == encoder.config.dropout == 0.1
+
+
+def test_dropout_override_out_of_range_is_refused(exported):
+    _, out = exported
+    with pytest.raises(UserError, match=r"init.dropout=1.0 must be in \[0, 1\)"):
+        FromExport(str(out), dropout=1.0)
+
+
 def test_failed_export_leaves_previous_export_untouched(exported, tmp_path):
     encoder, out = exported
     before = (out / "model.safetensors").read_bytes()

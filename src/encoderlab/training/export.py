@@ -6,6 +6,7 @@ pre-training config. The MLM head is never in it (it is kept beside the run as `
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -77,10 +78,13 @@ def read_export_config(path: str | Path) -> EncoderConfig:
         raise UserError(f"{path / CONFIG_FILE} is not a valid encoder config ({err}) — {hint}") from None
 
 
-def load_encoder(path: str | Path) -> Encoder:
-    """Rebuild the encoder from an export; every tensor must match the config exactly."""
+def load_encoder(path: str | Path, **config_overrides) -> Encoder:
+    """Rebuild the encoder from an export; every tensor must match the config exactly.
+
+    ``config_overrides`` change settings that hold no weights (dropout rates) for the new run.
+    """
     path = Path(path)
-    encoder = Encoder(read_export_config(path))
+    encoder = Encoder(dataclasses.replace(read_export_config(path), **config_overrides))
     try:
         state = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError) as err:

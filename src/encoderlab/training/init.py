@@ -22,11 +22,23 @@ class FromScratch:
 
 
 class FromExport:
-    def __init__(self, path: str) -> None:
+    """``dropout`` / ``attention_dropout``: the rates for this run, or None to keep the export's. A recipe
+    often pre-trains without dropout (a small encoder underfits its corpus) and fine-tunes with it."""
+
+    def __init__(
+        self, path: str, dropout: float | None = None, attention_dropout: float | None = None
+    ) -> None:
         # Validate now, before any data work, so a wrong path fails in a second.
         self.config = read_export_config(path)
         self.path = Path(path)
         self.tokenizer_dir = str(self.path)
+        self.overrides = {}
+        for name, rate in (("dropout", dropout), ("attention_dropout", attention_dropout)):
+            if rate is None:
+                continue
+            if not 0.0 <= rate < 1.0:
+                raise UserError(f"init.{name}={rate} must be in [0, 1) — or null to keep the export's")
+            self.overrides[name] = float(rate)
 
     def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
         if vocab_size != self.config.vocab_size:
@@ -34,4 +46,4 @@ class FromExport:
                 f"tokenizer vocabulary has {vocab_size} tokens but the encoder in {self.path} has "
                 f"{self.config.vocab_size} embeddings — use the tokenizer saved with that export"
             )
-        return load_encoder(self.path)
+        return load_encoder(self.path, **self.overrides)
