@@ -156,7 +156,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--pretrain-dropout", type=float, default=0.0, help="encoder dropout while pre-training")
     p.add_argument("--finetune-examples", type=int, default=4000, help="SST-2 training examples")
-    p.add_argument("--finetune-epochs", type=int, default=3)
+    p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     p.add_argument("--probe-lr", type=float, default=1e-3, help="linear-probe learning rate")
     p.add_argument("--pooling", default="mean", help="classifier pooling: mean, cls or max")
