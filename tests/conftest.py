@@ -155,6 +155,18 @@ FAST = [
 ]
 
 
+def start_train(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+    """``encoderlab-train`` in the background (stderr kept for the failure message)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "encoderlab.train", *args],
+        env=env,
+        cwd=cwd or REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def run_train(args: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "encoderlab.train", *args],

@@ -4,12 +4,10 @@ global batch, write one run directory (rank 0's), and train a partly frozen enco
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from omegaconf import OmegaConf
 
-from tests.conftest import FAST, cli_env
+from tests.conftest import FAST, cli_env, start_train
 
 # Same samples per optimizer step in both runs (no length grouping: 2 x 8 per step vs 1 x 16), no dropout,
 # the whole dev set for validation, and the bottom layer frozen (DDP must not complain about it).
@@ -26,24 +24,13 @@ COMMON = [
 ]
 
 
-def start(args, env, cwd) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "encoderlab.train", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_ddp_on_two_cpu_processes_matches_one_process(data_dir, cache_dir, tmp_path):
     cwd, outputs = tmp_path / "cwd", tmp_path / "outputs"
     cwd.mkdir()
     env = cli_env(data_dir, cache_dir, OMP_NUM_THREADS="1", ENCODERLAB_OUTPUT_DIR=str(outputs))
     single_dir, ddp_dir = tmp_path / "single", tmp_path / "ddp"
-    single = start([*COMMON, "data.batch_size=16", f"hydra.run.dir={single_dir}"], env, cwd)
-    ddp = start(
+    single = start_train([*COMMON, "data.batch_size=16", f"hydra.run.dir={single_dir}"], env, cwd)
+    ddp = start_train(
         [*COMMON, "trainer=ddp", "trainer.accelerator=cpu", "data.batch_size=8", f"hydra.run.dir={ddp_dir}"],
         env,
         cwd,

@@ -7,7 +7,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ from safetensors.torch import load_file
 
 from encoderlab.doctor import diagnose
 from encoderlab.training.checkpoints import PeriodicLastCheckpoint, RNGState, save_last_checkpoint
-from tests.conftest import FAST, REPO, cli_env, run_train
+from tests.conftest import FAST, cli_env, run_train, start_train
 
 # Four short epochs (10 batches each), validation every 5 batches, last.ckpt every 5 steps: checkpoints fall
 # mid-epoch and at epoch ends, each just before a validation.
@@ -42,17 +41,6 @@ PRETRAIN = [
 
 def checkpoint_step(path) -> int:
     return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
-
-
-def start(args, env) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "encoderlab.train", *args],
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def kill_after_checkpoint(proc: subprocess.Popen, checkpoint, at_step: int, timeout: float = 240) -> int:
@@ -78,8 +66,8 @@ def test_kill_mid_epoch_and_resume_gives_bitwise_the_same_weights(data_dir, cach
     env = cli_env(data_dir, cache_dir, OMP_NUM_THREADS="1")
     unbroken, killed = tmp_path / "unbroken", tmp_path / "killed"
     at_step = random.Random().randrange(3, 26)  # kills at step 5, 10, 15, 20 or 25; 15+ steps to spare
-    reference = start([*PRETRAIN, f"hydra.run.dir={unbroken}"], env)
-    victim = start([*PRETRAIN, f"hydra.run.dir={killed}"], env)
+    reference = start_train([*PRETRAIN, f"hydra.run.dir={unbroken}"], env)
+    victim = start_train([*PRETRAIN, f"hydra.run.dir={killed}"], env)
     step = kill_after_checkpoint(victim, killed / "checkpoints/last.ckpt", at_step)
     assert victim.returncode == -signal.SIGKILL, victim.stderr.read()[-2000:]
     assert at_step <= step < 40, (at_step, step)

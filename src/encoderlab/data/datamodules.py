@@ -349,9 +349,29 @@ class TextCorpusDataModule(_PreparedDataModule):
 class _LabelledDataModule(_PreparedDataModule):
     """Loaders of labelled data: resumable (length-grouped or shuffled) training batches, ordered eval batches.
 
-    Subclasses set ``train_dataset`` (with ``lengths``), ``val_dataset``, ``test_dataset`` (or None),
-    ``collator``, ``batch_size``, ``group_by_length``, ``num_workers`` and ``seed`` in ``_prepare``.
+    Subclasses call ``_set_loading`` from ``__init__`` and set ``train_dataset`` (with ``lengths``),
+    ``val_dataset``, ``test_dataset`` (or None) and ``collator`` in ``_prepare``.
     """
+
+    def _set_loading(
+        self, tokenizer, vocab_size, lowercase, max_seq_len, batch_size, train_limit, val_split,
+        group_by_length, num_workers, cache_dir, hub, seed,
+    ) -> None:  # fmt: skip
+        """The tokenizer, split and loader settings every labelled data module has."""
+        if not 0.0 < val_split < 1.0:
+            raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
+        self.tokenizer_path = tokenizer
+        self.vocab_size_target = vocab_size
+        self.lowercase = lowercase
+        self.max_seq_len = max_seq_len
+        self.batch_size = batch_size
+        self.train_limit = train_limit
+        self.val_split = val_split
+        self.group_by_length = group_by_length
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        self.hub = dict(hub) if hub else None
+        self.seed = seed
 
     # -- loaders -----------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
@@ -415,8 +435,10 @@ class TextClassificationDataModule(_LabelledDataModule):
     ):
         super().__init__()
         _check_counts(COUNTS, locals())
-        if not 0.0 < val_split < 1.0:
-            raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
+        self._set_loading(
+            tokenizer, vocab_size, lowercase, max_seq_len, batch_size, train_limit, val_split,
+            group_by_length, num_workers, cache_dir, hub, seed,
+        )  # fmt: skip
         if pairs and not text_pair_column:
             raise UserError(
                 f"a sentence-pair task (data.pairs=true) needs two text columns but only data.text_column="
@@ -428,20 +450,8 @@ class TextClassificationDataModule(_LabelledDataModule):
         self.text_column = text_column
         self.label_column = label_column
         self.text_pair_column = text_pair_column
-        self.tokenizer_path = tokenizer
-        self.vocab_size_target = vocab_size
-        self.lowercase = lowercase
-        self.max_seq_len = max_seq_len
-        self.batch_size = batch_size
-        self.train_limit = train_limit
         self.train_sample = train_sample
-        self.val_split = val_split
         self.num_labels_expected = num_labels
-        self.group_by_length = group_by_length
-        self.num_workers = num_workers
-        self.cache_dir = cache_dir
-        self.hub = dict(hub) if hub else None
-        self.seed = seed
         self.test_dataset: LabelledDataset | None = None
 
     # -- label map ---------------------------------------------------------------------------

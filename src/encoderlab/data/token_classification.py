@@ -154,8 +154,10 @@ class TokenClassificationDataModule(_LabelledDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        if not 0.0 < val_split < 1.0:
-            raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
+        self._set_loading(
+            tokenizer, vocab_size, lowercase, max_seq_len, batch_size, train_limit, val_split,
+            group_by_length, num_workers, cache_dir, hub, seed,
+        )  # fmt: skip
         if max_seq_len < 3:
             raise UserError(f"max_seq_len={max_seq_len} leaves no room for words — set data.max_seq_len >= 3")
         self.train_file = train_file
@@ -166,18 +168,6 @@ class TokenClassificationDataModule(_LabelledDataModule):
         self.tag_column = tag_column
         self.fixed_label_names = list(label_names) if label_names else None
         self.label_all_subtokens = label_all_subtokens
-        self.tokenizer_path = tokenizer
-        self.vocab_size_target = vocab_size
-        self.lowercase = lowercase
-        self.max_seq_len = max_seq_len
-        self.batch_size = batch_size
-        self.train_limit = train_limit
-        self.val_split = val_split
-        self.group_by_length = group_by_length
-        self.num_workers = num_workers
-        self.cache_dir = cache_dir
-        self.hub = dict(hub) if hub else None
-        self.seed = seed
         self.test_dataset: TaggedDataset | None = None
 
     # -- label map ---------------------------------------------------------------------------
