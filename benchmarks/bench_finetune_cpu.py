@@ -30,11 +30,11 @@ import torch.nn.functional as F
 from _common import copy_encoder_to_hf, hf_bert_config, hf_model, print_table, write_json
 from torch.utils.data import DataLoader
 
+from encoderlab.adapt.param_groups import param_groups
 from encoderlab.data.collators import PaddingCollator
 from encoderlab.data.datamodules import TextClassificationDataModule
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
-from encoderlab.training.param_groups import param_groups
 
 
 def minilm_tokenizer_dir() -> str:

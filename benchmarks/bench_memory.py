@@ -62,10 +62,10 @@ def child(args) -> None:
     out = {"n_tokens": dm.train_dataset.token_ids.n_tokens, "n_blocks": len(dm.train_dataset)}
     out["from_cache"] = dm.train_dataset.token_ids.from_cache
     if args.child == "train":
+        from encoderlab.adapt.param_groups import param_groups
         from encoderlab.models.encoder import build
         from encoderlab.models.heads import MaskedLMHead
         from encoderlab.tasks.masked_lm import masked_lm_loss
-        from encoderlab.training.param_groups import param_groups
 
         torch.manual_seed(0)
         encoder = build(dm.vocab_size)

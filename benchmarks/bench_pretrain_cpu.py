@@ -26,10 +26,10 @@ from _common import (
     write_json,
 )
 
+from encoderlab.adapt.param_groups import param_groups
 from encoderlab.models.encoder import build, set_onednn_cpu_linear
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.tasks.masked_lm import masked_lm_loss
-from encoderlab.training.param_groups import param_groups
 
 
 def mlm_batch(batch_size: int, seq_len: int, vocab_size: int, mlm_probability: float, seed: int) -> dict:

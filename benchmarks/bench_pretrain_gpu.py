@@ -30,10 +30,10 @@ from _common import (
     write_json,
 )
 
+from encoderlab.adapt.param_groups import param_groups
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.tasks.masked_lm import masked_lm_loss
-from encoderlab.training.param_groups import param_groups
 
 BASE = dict(layers=12, hidden=768, heads=12, vocab_size=30522, seq_len=128, batch_size=256)
 TINY = dict(layers=2, hidden=128, heads=2, vocab_size=1000, seq_len=32, batch_size=8)

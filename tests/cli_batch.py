@@ -1,9 +1,9 @@
 """Run many ``encoderlab-train`` command lines quickly: ``python tests/cli_batch.py CASES.json RESULTS.json``.
 
-One interpreter imports ``encoderlab.train`` once; each command line then runs in a process forked from it,
-through the real entry point (``encoderlab.train:main``) with its own argv, working directory and stderr —
+One interpreter imports ``encoderlab.cli.train`` once; each command line then runs in a process forked from it,
+through the real entry point (``encoderlab.cli.train:main``) with its own argv, working directory and stderr —
 what ``python -m encoderlab.train ARGS`` does, minus ~5 s of imports per command. Two run at a time.
-CASES.json: ``{name: {"argv": [...], "cwd": "...", "module": "encoderlab.predict", "env": {...}}}`` (module
+CASES.json: ``{name: {"argv": [...], "cwd": "...", "module": "encoderlab.cli.predict", "env": {...}}}`` (module
 and env optional; other modules' ``main(argv)`` run the same way); RESULTS.json: ``{name: {"returncode",
 "stderr"}}``.
 """
@@ -18,9 +18,9 @@ import tempfile
 import traceback
 from pathlib import Path
 
-import encoderlab.export_cli
-import encoderlab.predict
-import encoderlab.train
+import encoderlab.cli.export
+import encoderlab.cli.predict
+import encoderlab.cli.train
 
 PARALLEL = 2
 
@@ -32,10 +32,10 @@ def _child(case: dict, stderr_path: str) -> None:
         os.environ.update(case.get("env", {}))
         os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
-        module = importlib.import_module(case.get("module", "encoderlab.train"))
+        module = importlib.import_module(case.get("module", "encoderlab.cli.train"))
         sys.argv = [module.__file__, *case["argv"]]
         try:
-            code = module.main() if module is encoderlab.train else module.main(case["argv"])
+            code = module.main() if module is encoderlab.cli.train else module.main(case["argv"])
             code = code or 0
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else int(stop.code is not None)

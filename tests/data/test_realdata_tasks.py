@@ -7,8 +7,8 @@ import json
 import pytest
 from hydra.utils import instantiate
 
+from tests.cli.test_config import compose_train
 from tests.conftest import FAST, cli_env, run_train
-from tests.test_config import compose_train
 
 pytestmark = pytest.mark.realdata
 

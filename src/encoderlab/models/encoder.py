@@ -4,7 +4,7 @@ Config dataclass first, then the blocks bottom-up (embeddings → attention → 
 then the builder and the size presets. No decoder paths, no inference cache.
 
 Parameter names follow Hugging Face BERT's structure closely enough that checkpoints map by an explicit
-table (see ``encoderlab.training.hf``); they never change between releases or with ``torch.compile``.
+table (see ``encoderlab.formats.hf``); they never change between releases or with ``torch.compile``.
 
 Shapes: B = batch, S = sequence length, H = hidden size, N = heads, D = H // N, I = intermediate size,
 M = number of selected output positions (``output_positions``).

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from encoderlab.errors import UserError
-from encoderlab.reporting.runs import Run
+from encoderlab.run.read import Run
 
 SEED = "seed"
 # Metric names with these words get better as they go down; everything else (acc, f1, ...) as it goes up.

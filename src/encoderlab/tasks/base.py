@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torchmetrics import MetricCollection
 
+from encoderlab.adapt.param_groups import LayerwiseLR, param_groups
 from encoderlab.errors import UserError
-from encoderlab.training.param_groups import LayerwiseLR, param_groups
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]

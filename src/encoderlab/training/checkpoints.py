@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 import torch
 
 from encoderlab.errors import UserError
-from encoderlab.training.weights import describe_key_mismatch, few_keys
+from encoderlab.formats.weights import describe_key_mismatch, few_keys
 
 LAST = "last.ckpt"
 

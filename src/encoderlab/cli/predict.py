@@ -1,0 +1,400 @@
+"""``encoderlab-predict RUN_DIR --input FILE --output preds.jsonl``: label texts with a fine-tuned classifier.
+
+The run directory supplies everything: the encoder and head from ``checkpoints/last.ckpt`` (read
+tensors-only), the tokenizer the run trained with, its label map and ``data.max_seq_len``. Input is one
+text per line (``.txt``), a table (``.csv`` / ``.tsv`` / ``.jsonl``, column ``--text-column``, by default
+the run's ``data.text_column``), or ``-`` for stdin (``--format`` says which; text lines by default).
+Each output line is a JSON object::
+
+    {"text": "...", "label": "positive", "probabilities": {"negative": 0.03, "positive": 0.97}}
+
+Sentence-pair runs (``data.text_pair_column``) read a table with both columns (``--text-pair-column``,
+by default the run's own) and add ``"text_pair"``; regression runs (``task=regress``) write
+``{"text": ..., "text_pair": ..., "score": 3.8}``; multi-label runs (``task=multilabel``) write every label
+whose probability reaches the run's ``task.threshold`` (``"labels": [...]``, ``"probabilities"`` one
+sigmoid per label); token-classification runs (``task=tag``) read sentences
+(text lines split on whitespace, or a JSON list of words in column ``tokens``) and write each word's tag
+and the entities (see :mod:`encoderlab.tasks.tag_predictions`).
+
+Texts are encoded exactly as in training (``[CLS] ... [SEP]``, truncated to ``data.max_seq_len``) and run
+in batches of ``--batch-size`` with per-batch padding. Output goes to a temporary file renamed into place
+at the end, so a failure never leaves half a file; an existing ``--output`` is only replaced with
+``--force``. ``--output -`` writes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TextIO
+
+import torch
+from tokenizers import Tokenizer
+
+from encoderlab.data.collators import PaddingCollator
+from encoderlab.data.readers import parse_jsonl_line
+from encoderlab.data.tokenizer import special_token_ids
+from encoderlab.errors import UserError
+from encoderlab.files import atomic_file
+from encoderlab.run.rebuild import (
+    TAGGING_TASK,
+    RunClassifier,
+    load_classifier,
+    load_tagger,
+    run_task,
+)
+from encoderlab.tasks.tag_predictions import Tagger
+
+FORMATS = ("txt", "csv", "tsv", "jsonl")
+EXTENSIONS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+STDIO = "-"
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+# ------------------------------------------------------------------------------------------- input
+
+
+def input_format(path: str, fmt: str | None) -> str:
+    if fmt is not None:
+        return fmt
+    if path == STDIO:
+        return "txt"
+    ext = Path(path).suffix.lower()
+    if ext not in EXTENSIONS:
+        raise UserError(
+            f"cannot tell the format of {path} from '{ext or 'no extension'}' — use .txt, .csv, .tsv or "
+            "JSONL, or pass --format"
+        )
+    return EXTENSIONS[ext]
+
+
+def _text_lines(stream: TextIO) -> Iterator[str]:
+    for line in stream:
+        line = line.rstrip("\r\n")
+        if line.strip():  # blank lines are separators, not texts
+            yield line
+
+
+def _table_rows(
+    stream: TextIO, fmt: str, columns: list[str], name: str, keep_lists: bool = False
+) -> Iterator[tuple]:
+    hint = "pass --text-column (and --text-pair-column) with one of them"
+    if fmt == "jsonl":
+        for n, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            row = parse_jsonl_line(line, n, name)
+            for column in columns:
+                if column not in row:
+                    raise UserError(
+                        f"line {n} of {name} has no '{column}' field (fields: {', '.join(row)}) — {hint}"
+                    )
+            yield tuple(_cell(row[c], keep_lists) for c in columns)
+        return
+    # TSV is read with quoting off, as training reads it (GLUE TSVs hold unbalanced quotes).
+    delimiter, quoting = ("\t", csv.QUOTE_NONE) if fmt == "tsv" else (",", csv.QUOTE_MINIMAL)
+    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting)
+    header = next(reader, None)
+    if header is None:
+        return
+    header = [h.strip() for h in header]
+    for column in columns:
+        if column not in header:
+            raise UserError(f"column '{column}' not found in {name} (columns: {', '.join(header)}) — {hint}")
+    indices = [header.index(c) for c in columns]
+    for values in reader:
+        if not values or (len(values) == 1 and not values[0].strip()):
+            continue
+        yield tuple(values[i] if i < len(values) else "" for i in indices)
+
+
+def _cell(value, keep_lists: bool):
+    """A JSON value as text; a list of words stays a list when asked (sentences for a tagger)."""
+    if keep_lists and isinstance(value, list):
+        return value
+    return "" if value is None else str(value)
+
+
+def _texts(
+    stream: TextIO, fmt: str, column: str, pair_column: str | None, name: str, keep_lists: bool = False
+) -> Iterator:
+    if fmt == "txt":
+        if pair_column:
+            raise UserError(
+                f"{name}: a sentence-pair run needs both texts of each pair — give a .csv, .tsv or .jsonl "
+                f"with columns '{column}' and '{pair_column}'"
+            )
+        yield from _text_lines(stream)
+        return
+    rows = _table_rows(stream, fmt, [column, pair_column] if pair_column else [column], name, keep_lists)
+    yield from (rows if pair_column else (row[0] for row in rows))
+
+
+def read_texts(
+    path: str,
+    fmt: str,
+    column: str,
+    stdin: TextIO | None = None,
+    pair_column: str | None = None,
+    keep_lists: bool = False,
+) -> Iterator[str | tuple[str, str] | list]:
+    """The input's texts (``(text, text_pair)`` with ``pair_column``; JSON lists kept with ``keep_lists``),
+    streamed (not held in memory)."""
+    name = "stdin" if path == STDIO else path
+    if path == STDIO:
+        stream = stdin if stdin is not None else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
+        yield from _texts(stream, fmt, column, pair_column, name, keep_lists)
+        return
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"input file not found: {p} — pass an existing file with --input (or - for stdin)")
+    try:
+        with open(p, encoding="utf-8-sig", newline="" if fmt in ("csv", "tsv") else None) as f:
+            yield from _texts(f, fmt, column, pair_column, name, keep_lists)
+    except UnicodeDecodeError:
+        raise UserError(f"{p} is not valid UTF-8 — re-encode the file as UTF-8") from None
+
+
+def batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# ------------------------------------------------------------------------------------------- model
+
+
+class Predictor:
+    """Text (or text pair) → probabilities or a score with a run's head, encoding exactly as training did."""
+
+    def __init__(self, model: RunClassifier, device: torch.device) -> None:
+        self.model = model
+        self.device = device
+        self.encoder = model.encoder.to(device)
+        self.head = model.head.to(device)
+        # A copy: truncation must not leak into the loaded tokenizer (as in the token-id cache).
+        self.tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(model.max_seq_len)
+        self.collate = PaddingCollator(special_token_ids(self.tokenizer)["pad"])
+
+    @torch.inference_mode()
+    def outputs(self, texts: list) -> torch.Tensor:
+        """The head's outputs, [len(texts), outputs] float32 on the CPU; ``texts`` holds strings or pairs.
+
+        Pairs are encoded ``[CLS] a [SEP] b [SEP]`` with token types 0 / 1 and truncated longest-first, as
+        the token-id cache does in training.
+        """
+        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=True)
+        batch = self.collate(
+            [
+                {
+                    "input_ids": torch.tensor(e.ids, dtype=torch.long),
+                    "token_type_ids": torch.tensor(e.type_ids, dtype=torch.long),
+                    "labels": 0,
+                }
+                for e in encodings
+            ]
+        )
+        mask = batch["attention_mask"].to(self.device)
+        hidden = self.encoder(
+            batch["input_ids"].to(self.device), mask, batch["token_type_ids"].to(self.device)
+        )
+        return self.head(hidden, mask).float().cpu()
+
+    def probabilities(self, texts: list) -> torch.Tensor:
+        """[len(texts), num_labels] softmax probabilities (float32, on the CPU)."""
+        return torch.softmax(self.outputs(texts), dim=-1)
+
+    def rows(self, texts: Iterable, batch_size: int) -> Iterator[dict]:
+        names = self.model.label_names
+        for chunk in batches(texts, batch_size):
+            inputs = [
+                {"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else {"text": t} for t in chunk
+            ]
+            if self.model.regression:
+                for row, score in zip(inputs, self.outputs(chunk)[:, 0].tolist(), strict=True):
+                    yield {**row, "score": score}
+                continue
+            threshold = self.model.multi_label_threshold
+            if threshold is not None:  # a sigmoid per label; every label at or above the threshold
+                for row, p in zip(inputs, torch.sigmoid(self.outputs(chunk)).tolist(), strict=True):
+                    chosen = [name for name, q in zip(names, p, strict=True) if q >= threshold]
+                    yield {**row, "labels": chosen, "probabilities": dict(zip(names, p, strict=True))}
+                continue
+            probs = self.probabilities(chunk)
+            best = probs.argmax(-1).tolist()
+            for row, p, i in zip(inputs, probs.tolist(), best, strict=True):
+                yield {**row, "label": names[i], "probabilities": dict(zip(names, p, strict=True))}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r} — pass --device cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name} but no CUDA device is available — pass --device cpu")
+    return device
+
+
+# ------------------------------------------------------------------------------------------ output
+
+
+@contextmanager
+def atomic_output(path: str, force: bool) -> Iterator[TextIO]:
+    """stdout for ``-``; else a temporary file beside ``path`` that replaces it only on success."""
+    if path == STDIO:
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    out = Path(path)
+    with atomic_file(out) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            yield f
+        if out.exists() and not force:  # appeared while we worked
+            raise UserError(f"{out} already exists — choose another --output or pass --force to replace it")
+
+
+def check_output(path: str, force: bool, input_path: str) -> None:
+    if path == STDIO:
+        return
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"--output {out} is a directory — pass a file name such as preds.jsonl")
+    if out.exists() and not force:
+        raise UserError(f"{out} already exists — choose another --output or pass --force to replace it")
+    if input_path != STDIO and out.exists() and out.resolve() == Path(input_path).resolve():
+        raise UserError(f"--output {out} is the input file — write the predictions elsewhere")
+    if not out.parent.is_dir():
+        raise UserError(f"directory {out.parent} does not exist — create it or choose another --output")
+
+
+def predict(
+    run_dir: str | Path,
+    input_path: str,
+    output: str = STDIO,
+    text_column: str | None = None,
+    fmt: str | None = None,
+    batch_size: int = 32,
+    device: str = "auto",
+    force: bool = False,
+    stdin: TextIO | None = None,
+    text_pair_column: str | None = None,
+) -> int:
+    """Write one prediction per input text (or pair); returns the number written.
+
+    Columns default to the run's own ``data.text_column`` / ``data.text_pair_column`` (else ``text``).
+    """
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size} must be at least 1")
+    fmt = input_format(input_path, fmt)
+    if input_path != STDIO and not Path(input_path).is_file():
+        raise UserError(
+            f"input file not found: {input_path} — pass an existing file with --input (or - for stdin)"
+        )
+    check_output(output, force, input_path)
+    if run_task(run_dir) == TAGGING_TASK:
+        tagger = Tagger(load_tagger(run_dir), resolve_device(device))
+        sentences = read_texts(input_path, fmt, text_column or "tokens", stdin=stdin, keep_lists=True)
+        return _write_rows(tagger.rows(sentences, batch_size), output, force, input_path)
+    model = load_classifier(run_dir)
+    if text_pair_column and not model.text_pair_column:
+        raise UserError(
+            f"--text-pair-column {text_pair_column} given but {run_dir} was trained on single texts — drop it"
+        )
+    text_column = text_column or model.text_column or "text"
+    pair_column = (text_pair_column or model.text_pair_column) if model.text_pair_column else None
+    predictor = Predictor(model, resolve_device(device))
+    texts = read_texts(input_path, fmt, text_column, stdin=stdin, pair_column=pair_column)
+    return _write_rows(predictor.rows(texts, batch_size), output, force, input_path)
+
+
+def _write_rows(rows: Iterable[dict], output: str, force: bool, input_path: str) -> int:
+    count = 0
+    with atomic_output(output, force) as out:
+        for row in rows:
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+        if count == 0:
+            raise UserError(
+                f"{'stdin' if input_path == STDIO else input_path} has no texts — nothing to predict"
+            )
+    return count
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="encoderlab-predict",
+        description="Label texts (or text pairs) with a fine-tuned classification or regression run "
+        "(JSON lines: text, label, probabilities; or text, text_pair, score), or tag the words of sentences "
+        "with a token-classification run (tokens, tags, entities).",
+    )
+    parser.add_argument("run_dir", help="a fine-tuning run directory (outputs/.../runs/<time>)")
+    parser.add_argument(
+        "--input",
+        "-i",
+        required=True,
+        help="a .txt (one text per line), .csv, .tsv or .jsonl file; - for stdin",
+    )
+    parser.add_argument(
+        "--output", "-o", default=STDIO, help="JSON-lines file to write; - for stdout (default)"
+    )
+    parser.add_argument(
+        "--text-column",
+        default=None,
+        help="column / field holding the text (csv, tsv, jsonl); default: the run's data.text_column, else "
+        "text (tagging runs: tokens, a JSON list of words or a text)",
+    )
+    parser.add_argument(
+        "--text-pair-column",
+        default=None,
+        help="sentence-pair runs: column / field holding the second text; default: the run's data.text_pair_column",
+    )
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default=None,
+        dest="fmt",
+        help="input format (default: by extension; stdin: txt)",
+    )
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    parser.add_argument("--force", action="store_true", help="replace --output if it exists")
+    args = parser.parse_args(argv)
+    try:
+        count = predict(
+            args.run_dir,
+            args.input,
+            args.output,
+            text_column=args.text_column,
+            fmt=args.fmt,
+            batch_size=args.batch_size,
+            device=args.device,
+            force=args.force,
+            text_pair_column=args.text_pair_column,
+        )
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.output != STDIO:
+        print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
