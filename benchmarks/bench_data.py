@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from _common import RESULTS_DIR, write_json
 
-from encoderlab.data.datamodules import TextCorpusDataModule
+from encoderlab.data.corpus import TextCorpusDataModule
 from encoderlab.data.readers import read_corpus
 from encoderlab.data.token_cache import cached_token_ids
 from encoderlab.data.tokenizer import load_tokenizer

@@ -31,8 +31,8 @@ from _common import copy_encoder_to_hf, hf_bert_config, hf_model, print_table, w
 from torch.utils.data import DataLoader
 
 from encoderlab.adapt.param_groups import param_groups
+from encoderlab.data.classification import TextClassificationDataModule
 from encoderlab.data.collators import PaddingCollator
-from encoderlab.data.datamodules import TextClassificationDataModule
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
 

@@ -48,7 +48,7 @@ def child(args) -> None:
     """One measurement in this (fresh) process; prints one JSON line."""
     import torch
 
-    from encoderlab.data.datamodules import TextCorpusDataModule
+    from encoderlab.data.corpus import TextCorpusDataModule
 
     dm = TextCorpusDataModule(
         train_file=args.corpus,

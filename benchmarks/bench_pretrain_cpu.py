@@ -27,8 +27,9 @@ from _common import (
 )
 
 from encoderlab.adapt.param_groups import param_groups
-from encoderlab.models.encoder import build, set_onednn_cpu_linear
+from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead
+from encoderlab.models.kernels import set_onednn_cpu_linear
 from encoderlab.tasks.masked_lm import masked_lm_loss
 
 

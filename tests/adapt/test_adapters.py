@@ -11,8 +11,9 @@ from torch import nn
 from encoderlab.adapt.adapters import LoRA, adapter_state, merge_lora
 from encoderlab.adapt.freeze import NoFreeze, freeze
 from encoderlab.errors import UserError
-from encoderlab.models.encoder import Linear, build
+from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
+from encoderlab.models.kernels import Linear
 
 
 class Task(nn.Module):

@@ -11,16 +11,14 @@ from safetensors.torch import load_file
 
 from encoderlab.adapt.adapters import LoRA
 from encoderlab.cli.export import export_run
-from encoderlab.cli.predict import Predictor, predict
+from encoderlab.cli.predict import predict
+from encoderlab.data.classification import TextClassificationDataModule
+from encoderlab.data.tokenizer import load_tokenizer
 from encoderlab.formats.export import load_encoder
 from encoderlab.formats.weights import load_strict
 from encoderlab.models.heads import SequenceClassifier
-from encoderlab.run.rebuild import (
-    RunClassifier,
-    load_checkpoint_state,
-    load_run_tokenizer,
-    split_state,
-)
+from encoderlab.run.layout import RunDir
+from encoderlab.run.rebuild import load_checkpoint_state
 from tests.conftest import FAST, cli_env, run_train
 
 VERBALIZER = "prompt.verbalizer={0:bad,1:good}"
@@ -70,8 +68,8 @@ def test_lora_run_reloads_exactly_and_exports_merged(pretrained, env, tmp_path):
     head = SequenceClassifier(encoder, num_labels=2, dropout=0.0)
     load_strict(head, load_file(str(run_dir / "adapter/head.safetensors")), source="head")
     # The frozen base weights really are the export's: the checkpoint agrees with the artifact route.
-    ckpt = split_state(load_checkpoint_state(run_dir), "encoder.")
-    assert all(torch.equal(ckpt[k], v) for k, v in encoder.state_dict().items())
+    ckpt = load_checkpoint_state(RunDir(run_dir))
+    assert all(torch.equal(ckpt[f"encoder.{k}"], v) for k, v in encoder.state_dict().items())
 
     texts = ["the film was good and funny", "a dull , boring plot", "it is what it is"]
     (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
@@ -79,11 +77,14 @@ def test_lora_run_reloads_exactly_and_exports_merged(pretrained, env, tmp_path):
     reloaded = [
         json.loads(line)["probabilities"] for line in (tmp_path / "out.jsonl").read_text().splitlines()
     ]
-    reference = RunClassifier(
-        encoder.eval(), head.eval(), load_run_tokenizer(run_dir, {}), ["0", "1"], 32, None
+    # Reference: the artifact-route model's own forward pass on the same encoding.
+    batch = TextClassificationDataModule.prediction_batch(load_tokenizer(run_dir / "tokenizer"), 32, texts)
+    with torch.no_grad():
+        hidden = encoder.eval()(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
+        expected = torch.softmax(head.eval()(hidden, batch["attention_mask"]), -1)
+    torch.testing.assert_close(
+        torch.tensor([[p["0"], p["1"]] for p in reloaded]), expected, atol=1e-6, rtol=0
     )
-    expected = Predictor(reference, torch.device("cpu")).probabilities(texts)
-    assert torch.tensor([[p["0"], p["1"]] for p in reloaded]).tolist() == expected.tolist()
 
     # adapter.merge_on_export: a plain encoder export whose outputs are the adapted encoder's.
     merged = load_encoder(run_dir / "encoder").eval()
@@ -92,6 +93,14 @@ def test_lora_run_reloads_exactly_and_exports_merged(pretrained, env, tmp_path):
     # encoderlab-export merges too.
     exported = load_encoder(export_run(run_dir, tmp_path / "export", "encoderlab", encoder_only=True)).eval()
     torch.testing.assert_close(exported(ids), encoder(ids), atol=1e-5, rtol=0)
+
+
+def test_linear_probe_records_the_head_as_trained(pretrained, env, tmp_path):
+    result = run_train(finetune(pretrained, tmp_path / "probe", "freeze=encoder"), env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "probe/metrics.json").read_text())
+    head = {k: v for k, v in load_checkpoint_state(tmp_path / "probe").items() if k.startswith("head.")}
+    assert metrics["params/trainable"] == sum(v.numel() for v in head.values())
 
 
 def test_cloze_zero_shot_then_few_shot(pretrained, env, tmp_path):

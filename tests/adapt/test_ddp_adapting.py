@@ -11,7 +11,7 @@ from pytorch_lightning.strategies import DDPStrategy
 from torch.utils.data import DataLoader, Dataset
 
 from encoderlab.adapt.adapters import LoRA
-from encoderlab.adapt.freeze import FreezeGradual, NoFreeze, freeze
+from encoderlab.adapt.freeze import FreezeGradual, NoFreeze, freeze, freeze_for_optimizer
 from encoderlab.adapt.unfreezing import GradualUnfreezing
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
@@ -52,7 +52,7 @@ def fit_ddp(task, callbacks, **ddp) -> None:
 @pytest.mark.slow
 def test_gradual_unfreezing_under_ddp():
     task, policy = toy_task(), FreezeGradual(every_n_steps=2)
-    freeze(task, policy)
+    freeze_for_optimizer(task, policy)
     before = task.encoder.embeddings.word_embeddings.weight.detach().clone()
     fit_ddp(task, [GradualUnfreezing(policy)], find_unused_parameters=True)  # raises if a rank fails
     # Spawned workers train copies; the parent's weights come back from rank 0 — all groups thawed by step 6.

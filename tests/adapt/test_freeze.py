@@ -2,8 +2,16 @@ import pytest
 import torch
 from torch import nn
 
-from encoderlab.adapt.freeze import FreezeBottomK, FreezeEncoder, NoFreeze, freeze
+from encoderlab.adapt.freeze import (
+    FreezeBottomK,
+    FreezeEncoder,
+    FreezeGradual,
+    NoFreeze,
+    freeze,
+    freeze_for_optimizer,
+)
 from encoderlab.adapt.param_groups import param_groups
+from encoderlab.adapt.unfreezing import GradualUnfreezing
 from encoderlab.errors import UserError
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
@@ -73,6 +81,23 @@ def test_freeze_is_idempotent_and_reversible():
     first = freeze(task, FreezeBottomK(k=1))
     assert freeze(task, FreezeBottomK(k=1)) == first
     assert freeze(task, NoFreeze()) == sum(p.numel() for p in task.parameters())
+
+
+def test_static_policies_need_no_callbacks_and_gradual_brings_its_own():
+    assert [p.callbacks() for p in (NoFreeze(), FreezeEncoder(), FreezeBottomK(k=1))] == [[], [], []]
+    policy = FreezeGradual(every_n_steps=3)
+    (callback,) = policy.callbacks()
+    assert isinstance(callback, GradualUnfreezing) and callback.policy is policy
+
+
+def test_the_optimizer_is_built_from_everything_a_policy_will_ever_train():
+    task = Task()
+    head = sum(p.numel() for p in task.head.parameters())
+    assert freeze_for_optimizer(task, FreezeEncoder()) == head
+    assert freeze(task, FreezeGradual(every_n_steps=3)) == head  # step 0: the head alone
+    total = sum(p.numel() for p in task.parameters())
+    assert freeze_for_optimizer(task, FreezeGradual(every_n_steps=3)) == total  # the last stage
+    assert all(p.requires_grad for p in task.parameters())
 
 
 def test_k_larger_than_layers_is_a_user_error():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 from functools import partial
 from types import SimpleNamespace
@@ -12,7 +14,7 @@ import torch
 from pytorch_lightning.strategies import DDPStrategy
 from torch.utils.data import DataLoader
 
-from encoderlab.adapt.freeze import FreezeGradual, freeze
+from encoderlab.adapt.freeze import FreezeGradual, freeze, freeze_for_optimizer
 from encoderlab.adapt.unfreezing import GradualUnfreezing
 from encoderlab.errors import UserError
 from encoderlab.models.encoder import build
@@ -62,27 +64,35 @@ def batches(n: int):
     ]
 
 
-def test_top_down_every_n_steps_and_frozen_weights_unchanged():
+def toy_task() -> SequenceClassificationTask:
     torch.manual_seed(0)
     encoder = build(vocab_size=40, layers=2, hidden=16, heads=2)
-    task = SequenceClassificationTask(
+    return SequenceClassificationTask(
         encoder,
         SequenceClassifier(encoder, num_labels=2),
         optimizer=partial(torch.optim.AdamW, lr=1e-2, weight_decay=0.1),
     )
-    policy = FreezeGradual(every_n_steps=2)
-    freeze(task, policy)
-    recorder = Recorder()
+
+
+def fit(task, callbacks: list[pl.Callback], max_steps: int) -> pl.Trainer:
     trainer = pl.Trainer(
-        max_steps=7,
-        callbacks=[GradualUnfreezing(policy), recorder],
+        max_steps=max_steps,
+        callbacks=callbacks,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         accelerator="cpu",
     )
-    trainer.fit(task, DataLoader(batches(8), batch_size=None))
+    trainer.fit(task, DataLoader(batches(max_steps + 1), batch_size=None))
+    return trainer
+
+
+def test_top_down_every_n_steps_and_frozen_weights_unchanged():
+    task, policy = toy_task(), FreezeGradual(every_n_steps=2)
+    freeze_for_optimizer(task, policy)
+    recorder = Recorder()
+    trainer = fit(task, [*policy.callbacks(), recorder], max_steps=7)
     head = {"head.out"}
     assert recorder.trainable[0] == recorder.trainable[1] == head
     assert recorder.trainable[2] == recorder.trainable[3] == head | {"encoder.layers.1"}
@@ -102,11 +112,38 @@ def test_top_down_every_n_steps_and_frozen_weights_unchanged():
     assert in_optimizer == {id(p) for p in task.parameters()}
 
 
+def test_requires_grad_changes_once_per_stage_and_stops_at_the_last(caplog):
+    task, policy = toy_task(), FreezeGradual(every_n_steps=2)
+    freeze_for_optimizer(task, policy)
+    with caplog.at_level(logging.INFO, logger="encoderlab"):
+        fit(task, policy.callbacks(), max_steps=11)
+    changes = [r.getMessage() for r in caplog.records if r.getMessage().startswith("gradual unfreezing")]
+    # Steps 0, 2, 4, 6: the head alone, then three groups; at steps 8 and 10 nothing is left to unfreeze.
+    assert [re.search(r"at step (\d+)", m).group(1) for m in changes] == ["0", "2", "4", "6"]
+
+
+def test_an_optimizer_without_the_later_stages_is_refused():
+    task, policy = toy_task(), FreezeGradual(every_n_steps=2)
+    freeze(task, policy)  # the head alone: the encoder would never reach the optimizer
+    with pytest.raises(RuntimeError, match="freeze_for_optimizer"):
+        fit(task, policy.callbacks(), max_steps=2)
+
+
 def test_ddp_without_unused_parameter_detection_is_refused():
     callback = GradualUnfreezing(FreezeGradual(every_n_steps=1))
     trainer = SimpleNamespace(strategy=DDPStrategy())
     with pytest.raises(UserError, match="ddp_find_unused_parameters_true"):
         callback.setup(trainer, None, "fit")
+
+
+def trainable(run_dir) -> int:
+    return json.loads((run_dir / "metrics.json").read_text())["params/trainable"]
+
+
+def size(run_dir, *prefixes: str) -> int:
+    """Elements of the run's checkpointed tensors under ``prefixes``."""
+    state = torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    return sum(v.numel() for k, v in state.items() if k.startswith(prefixes))
 
 
 def test_resume_mid_schedule_reapplies_the_stage(data_dir, cache_dir, tmp_path):
@@ -123,6 +160,8 @@ def test_resume_mid_schedule_reapplies_the_stage(data_dir, cache_dir, tmp_path):
     result = run_train([*args, "trainer.max_steps=3", f"hydra.run.dir={run_dir}"], env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert re.search(r"gradual unfreezing at step 2 .*: 1 encoder layer group", result.stdout + result.stderr)
+    # params/trainable: what trained by the last step (steps 0-2: the head, then the top layer at step 2).
+    assert trainable(run_dir) == size(run_dir, "head.", "encoder.layers.1.")
     resumed = run_train([f"resume={run_dir}", "trainer.max_steps=6"], env)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     # The resumed run starts at step 3 with the stage of step 3 (1 group), then moves on at step 4.
@@ -133,3 +172,5 @@ def test_resume_mid_schedule_reapplies_the_stage(data_dir, cache_dir, tmp_path):
         r"gradual unfreezing at step 4 .*: 2 encoder layer group", resumed.stdout + resumed.stderr
     )
     assert torch.load(run_dir / "checkpoints/last.ckpt", weights_only=True)["global_step"] == 6
+    # Steps 0-5 of the whole run: layer 0 joined at step 4; the embeddings (step 6) never trained.
+    assert trainable(run_dir) == size(run_dir, "head.", "encoder.layers.1.", "encoder.layers.0.")

@@ -16,6 +16,7 @@ from encoderlab.data.tokenizer import train_wordpiece
 from tests.conftest import labelled_rows
 
 TASK = "encoderlab.tasks.classification.SequenceClassificationTask"
+SCRATCH, NO_FREEZE = {"source": "scratch"}, {"policy": "none"}
 
 
 def write_run(
@@ -27,14 +28,14 @@ def write_run(
     config=None,
     record=None,
     train_rows=None,
+    init=SCRATCH,
+    freeze=NO_FREEZE,
 ):
-    """A run directory as training leaves it: .hydra/config.yaml, run.json, metrics.json, csv/metrics.csv."""
+    """A run directory as training leaves it: .hydra/config.yaml, run.json (with where the encoder came from
+    and what was frozen), task.json (what it trained), metrics.json, label_map.json, csv/metrics.csv."""
     path.mkdir(parents=True)
     cfg = {
         "paths": {"data_dir": str(path / "data")},
-        "task": {"_target_": TASK, "_partial_": True},
-        "init": {"_target_": "encoderlab.adapt.init.FromScratch"},
-        "freeze": {"_target_": "encoderlab.adapt.freeze.NoFreeze"},
         "optimizer": {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 5e-5},
         "trainer": {"max_steps": -1, "max_epochs": 3},
         "data": {
@@ -49,7 +50,24 @@ def write_run(
         cfg[section] = {**cfg.get(section, {}), **values} if isinstance(values, dict) else values
     (path / ".hydra").mkdir()
     (path / ".hydra/config.yaml").write_text(yaml.safe_dump(cfg))
-    (path / "run.json").write_text(json.dumps({"status": "completed", "started": "t0", **(record or {})}))
+    facts = {"status": "completed", "started": "t0", "init": init, "freeze": freeze, **(record or {})}
+    (path / "run.json").write_text(json.dumps(facts))
+    task = {
+        "class": TASK,
+        "kind": "classify",
+        "settings": {"num_labels": len(labels or ()), "label_names": labels and list(labels)},
+    }
+    (path / "task.json").write_text(
+        json.dumps(
+            {
+                "format": "encoderlab-task",
+                "task": task,
+                "head": {},
+                "encoder": {},
+                "data": {"targets": "CLASSES"},
+            }
+        )
+    )
     (path / "metrics.json").write_text(json.dumps(metrics or {}))
     if labels is not None:
         (path / "label_map.json").write_text(
@@ -105,9 +123,9 @@ def test_healthy_run_has_no_findings(tmp_path, capsys):
     assert "no problems found" in capsys.readouterr().out
 
 
-def test_not_a_run_exits_1_with_one_line(tmp_path, capsys):
-    assert main([str(tmp_path)]) == 1
-    assert main([str(tmp_path / "absent")]) == 1
+def test_not_a_run_exits_2_with_one_line(tmp_path, capsys):
+    assert main([str(tmp_path)]) == 2
+    assert main([str(tmp_path / "absent")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") and "not a run directory" in line for line in err)
 
@@ -171,11 +189,9 @@ def test_frozen_encoder_and_head_not_learning(tmp_path):
     run = write_run(
         tmp_path / "run",
         labels=("a", "b", "c"),
-        config={
-            "freeze": {"_target_": "encoderlab.adapt.freeze.FreezeEncoder"},
-            "init": {"_target_": "encoderlab.adapt.init.FromExport", "path": "/models/enc"},
-            "optimizer": {"lr": 2e-5},
-        },
+        freeze={"policy": "encoder"},
+        init={"source": "export", "path": "/models/enc"},
+        config={"optimizer": {"lr": 2e-5}},
         history=losses(1.10, 1.099, 1.098, 1.098, 1.097, 1.097),
         metrics={"params/trainable": 387, "params/total": 500_000, "val/acc": 0.34, "val/f1_macro": 0.3},
     )
@@ -188,7 +204,7 @@ def test_frozen_encoder_and_head_not_learning(tmp_path):
 def test_frozen_random_encoder_and_nothing_trainable(tmp_path):
     run = write_run(
         tmp_path / "a",
-        config={"freeze": {"_target_": "encoderlab.adapt.freeze.FreezeEncoder"}},
+        freeze={"policy": "encoder"},
         metrics={"params/trainable": 258, "params/total": 400_000},
     )
     assert "init=scratch" in only(diagnose(run), "frozen_head").what

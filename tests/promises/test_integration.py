@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from safetensors.torch import load_file
 
 from encoderlab.adapt.freeze import FreezeEncoder, freeze
-from encoderlab.cli.train import build_task
+from encoderlab.cli.components import build_task
 from tests.conftest import CONF_DIR, FAST, cli_env, run_train
 
 

@@ -58,10 +58,9 @@ def test_resume_continues_the_same_wandb_run(data_dir, cache_dir, tmp_path):
         f"hydra.run.dir={run_dir}",
     ]
     assert run_train(args, env).returncode == 0
-    wandb_id = json.loads((run_dir / "run.json").read_text())["wandb_id"]
-    assert wandb_id
+    (first_run,) = (run_dir / "wandb").glob("offline-run-*")
+    wandb_id = first_run.name.rsplit("-", 1)[-1]
     result = run_train([f"resume={run_dir}", "trainer.max_steps=3"], env)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((run_dir / "run.json").read_text())["wandb_id"] == wandb_id
     offline_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
-    assert len(offline_runs) == 2 and all(name.endswith(wandb_id) for name in offline_runs)
+    assert len(offline_runs) == 2 and all(name.endswith(f"-{wandb_id}") for name in offline_runs)

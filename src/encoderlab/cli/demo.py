@@ -22,16 +22,18 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from encoderlab.cli.errors import run_command
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
 from encoderlab.reporting.plots import bar_chart_png
+from encoderlab.run.layout import RunDir
 
 console = Console()
 
 
 def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[str]]]:
     """(directory name, title, overrides) for each run, in order; later stages read the pre-training export."""
-    export = root / "pretrain" / "encoder"
+    export = RunDir(root / "pretrain").encoder
     common = [
         f"encoder={args.encoder}",
         f"encoder.position_init={args.position_init}",  # the scratch control starts the same way
@@ -111,8 +113,8 @@ def run_stage(name: str, overrides: list[str], run_dir: Path) -> dict:
     )
     started = time.perf_counter()
     if subprocess.run(command).returncode != 0:
-        raise UserError(f"stage '{name}' failed — see its output above and {run_dir}/train.log")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+        raise UserError(f"stage '{name}' failed — see its output above and {RunDir(run_dir).log}")
+    metrics = json.loads(RunDir(run_dir).metrics.read_text())
     return {"stage": name, "run_dir": str(run_dir), "wall_seconds": time.perf_counter() - started, **metrics}
 
 
@@ -167,25 +169,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = args.out or Path("outputs/demo") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    if root.exists() and any(root.iterdir()):
-        print(f"error: {root} is not empty — pass a new --out directory", file=sys.stderr)
-        sys.exit(2)
-    rows = []
-    try:
+
+    def body() -> None:
+        if root.exists() and any(root.iterdir()):
+            raise UserError(f"{root} is not empty — pass a new --out directory")
+        rows = []
         for dirname, title, overrides in stages(args, root):
             rows.append(run_stage(title, overrides, root / dirname))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print_table(rows)
-    write_json(root / "comparison.json", rows)
-    chart = bar_chart_png("SST-2 dev accuracy", {r["stage"]: r["val/acc"] for r in rows[1:]}, "val/acc")
-    (root / "comparison.png").write_bytes(chart)
-    console.print(f"runs, comparison.json and comparison.png in {root}")
+        print_table(rows)
+        write_json(root / "comparison.json", rows)
+        chart = bar_chart_png("SST-2 dev accuracy", {r["stage"]: r["val/acc"] for r in rows[1:]}, "val/acc")
+        (root / "comparison.png").write_bytes(chart)
+        console.print(f"runs, comparison.json and comparison.png in {root}")
+
+    return run_command(body)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,9 +1,11 @@
-"""Every failure of ``encoderlab-train`` as one line on stderr: ``error: <problem> — <fix>``.
+"""Every command's failures as one line on stderr: ``error: <problem> — <fix>``.
 
-Hydra is told to re-raise (``HYDRA_FULL_ERROR=1`` inside the process) so that this module, not Hydra,
-reports: a mistake the user can fix (``UserError``, a malformed override, an unknown option or key, a
-rejected setting, an unwritable path) exits 2, anything else exits 1. The traceback appears only when the
-user sets ``HYDRA_FULL_ERROR=1``. An edge module: it knows Hydra's exception types.
+A mistake the user can fix (``UserError``) exits 2, anything else exits 1 as "an unexpected failure",
+Ctrl-C exits 130; ``HYDRA_FULL_ERROR=1`` shows the traceback instead. ``run_command`` wraps the argparse
+commands, ``run_reporting_errors`` wraps ``encoderlab-train``. For train, Hydra is told to re-raise
+(``HYDRA_FULL_ERROR=1`` inside the process) so that this module, not Hydra, reports, and more counts as the
+user's mistake: a malformed override, an unknown option or key, a rejected setting, an unwritable path.
+An edge module: it knows Hydra's exception types.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 REQUESTED = "ENCODERLAB_FULL_ERROR"
 UNEXPECTED = 1
 USER = 2
+INTERRUPTED = 130
 
 
 def find_user_error(err: BaseException | None) -> UserError | None:
@@ -49,11 +52,27 @@ def _root(err: BaseException) -> BaseException:
     return err
 
 
-def describe(err: BaseException) -> tuple[str, int]:
-    """(one line naming the problem and the fix, exit status)."""
+def describe_command(err: BaseException) -> tuple[str, int]:
+    """(one line, exit status): a UserError is the user's to fix, anything else an unexpected failure."""
     user_error = find_user_error(err)
     if user_error is not None:
         return str(user_error), USER
+    if isinstance(err, OSError) and err.filename:  # a path the user gave: missing, unwritable, full disk
+        return (
+            f"{err.strerror or type(err).__name__}: {err.filename} — use a path that exists and that you can write to",
+            USER,
+        )
+    return (
+        f"{type(err).__name__}: {_one_line(err)[:500]} — an unexpected failure; run again with "
+        f"{FULL_ERROR}=1 for the traceback",
+        UNEXPECTED,
+    )
+
+
+def describe(err: BaseException) -> tuple[str, int]:
+    """(one line naming the problem and the fix, exit status) for ``encoderlab-train``: also Hydra's errors."""
+    if find_user_error(err) is not None:
+        return describe_command(err)
     if isinstance(err, OverrideParseException):
         problem = _one_line(err).split("; See https")[0]
         return (
@@ -84,11 +103,34 @@ def describe(err: BaseException) -> tuple[str, int]:
             "write to (outputs: hydra.run.dir or ENCODERLAB_OUTPUT_DIR)",
             USER,
         )
-    return (
-        f"{type(err).__name__}: {_one_line(err)[:500]} — an unexpected failure; run again with "
-        f"{FULL_ERROR}=1 for the traceback",
-        UNEXPECTED,
-    )
+    return describe_command(err)
+
+
+def full_error_requested() -> bool:
+    """Whether the user set ``HYDRA_FULL_ERROR=1`` (kept in ``REQUESTED`` once train has taken that over)."""
+    return os.environ.get(REQUESTED, os.environ.get(FULL_ERROR, "0")) == "1"
+
+
+def report(err: BaseException, explain: Callable[[BaseException], tuple[str, int]]) -> int:
+    """Print ``error: <what explain says>`` on stderr; the exit status."""
+    message, status = explain(err)
+    print(f"error: {message}", file=sys.stderr)
+    return status
+
+
+def run_command(body: Callable[[], int | None]) -> int:
+    """Run a command's ``body``; its exit status (None: 0), or what it raised reported in one line."""
+    try:
+        return body() or 0
+    except KeyboardInterrupt:
+        if full_error_requested():
+            raise
+        print("error: interrupted", file=sys.stderr)
+        return INTERRUPTED
+    except Exception as err:
+        if full_error_requested():
+            raise
+        return report(err, describe_command)
 
 
 def run_reporting_errors(app: Callable[[], object]) -> None:
@@ -98,8 +140,6 @@ def run_reporting_errors(app: Callable[[], object]) -> None:
     try:
         app()
     except Exception as err:
-        if os.environ[REQUESTED] == "1":
+        if full_error_requested():
             raise
-        message, status = describe(err)
-        print(f"error: {message}", file=sys.stderr)
-        sys.exit(status)
+        sys.exit(report(err, describe))

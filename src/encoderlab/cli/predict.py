@@ -14,7 +14,8 @@ by default the run's own) and add ``"text_pair"``; regression runs (``task=regre
 whose probability reaches the run's ``task.threshold`` (``"labels": [...]``, ``"probabilities"`` one
 sigmoid per label); token-classification runs (``task=tag``) read sentences
 (text lines split on whitespace, or a JSON list of words in column ``tokens``) and write each word's tag
-and the entities (see :mod:`encoderlab.tasks.tag_predictions`).
+and the entities. What a row holds is the run's task's own business (``prediction_rows``); this command
+reads inputs, batches them and writes rows.
 
 Texts are encoded exactly as in training (``[CLS] ... [SEP]``, truncated to ``data.max_seq_len``) and run
 in batches of ``--batch-size`` with per-batch padding. Output goes to a temporary file renamed into place
@@ -35,21 +36,12 @@ from pathlib import Path
 from typing import TextIO
 
 import torch
-from tokenizers import Tokenizer
 
-from encoderlab.data.collators import PaddingCollator
+from encoderlab.cli.errors import run_command
 from encoderlab.data.readers import parse_jsonl_line
-from encoderlab.data.tokenizer import special_token_ids
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_file
-from encoderlab.run.rebuild import (
-    TAGGING_TASK,
-    RunClassifier,
-    load_classifier,
-    load_tagger,
-    run_task,
-)
-from encoderlab.tasks.tag_predictions import Tagger
+from encoderlab.run.rebuild import TrainedModel, rebuild
 
 FORMATS = ("txt", "csv", "tsv", "jsonl")
 EXTENSIONS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -177,67 +169,41 @@ def batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
 
 
 class Predictor:
-    """Text (or text pair) → probabilities or a score with a run's head, encoding exactly as training did."""
+    """Inputs → JSON rows with a run's own task: its data kind encodes them exactly as training did, its
+    ``predict_step`` runs the model and its ``prediction_rows`` say what the outputs mean."""
 
-    def __init__(self, model: RunClassifier, device: torch.device) -> None:
+    def __init__(self, model: TrainedModel, device: torch.device) -> None:
         self.model = model
         self.device = device
-        self.encoder = model.encoder.to(device)
-        self.head = model.head.to(device)
-        # A copy: truncation must not leak into the loaded tokenizer (as in the token-id cache).
-        self.tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(model.max_seq_len)
-        self.collate = PaddingCollator(special_token_ids(self.tokenizer)["pad"])
+        self.task = model.task.to(device)
+        if getattr(model.data_class, "prediction_batch", None) is None:
+            # Tasks that do not predict (pre-training, cloze) say why in their own line.
+            self.task.prediction_rows([], torch.empty(0))
+            raise UserError(f"{model.run} was trained on data that encoderlab-predict cannot encode")
 
     @torch.inference_mode()
-    def outputs(self, texts: list) -> torch.Tensor:
-        """The head's outputs, [len(texts), outputs] float32 on the CPU; ``texts`` holds strings or pairs.
+    def outputs(self, items: list) -> torch.Tensor:
+        """``predict_step``'s outputs for ``items`` (texts, ``(text, pair)`` tuples or word lists), on the CPU."""
+        model = self.model
+        batch = model.data_class.prediction_batch(model.tokenizer, model.max_seq_len, items)
+        return self.task.predict_step({k: v.to(self.device) for k, v in batch.items()}, 0).cpu()
 
-        Pairs are encoded ``[CLS] a [SEP] b [SEP]`` with token types 0 / 1 and truncated longest-first, as
-        the token-id cache does in training.
-        """
-        encodings = self.tokenizer.encode_batch(texts, add_special_tokens=True)
-        batch = self.collate(
-            [
-                {
-                    "input_ids": torch.tensor(e.ids, dtype=torch.long),
-                    "token_type_ids": torch.tensor(e.type_ids, dtype=torch.long),
-                    "labels": 0,
-                }
-                for e in encodings
-            ]
-        )
-        mask = batch["attention_mask"].to(self.device)
-        hidden = self.encoder(
-            batch["input_ids"].to(self.device), mask, batch["token_type_ids"].to(self.device)
-        )
-        return self.head(hidden, mask).float().cpu()
+    def rows(self, items: Iterable, batch_size: int) -> Iterator[dict]:
+        for chunk in batches(items, batch_size):
+            if self.model.data_class.prediction_input == "words":
+                chunk = [words_of(item) for item in chunk]
+                inputs = [{} for _ in chunk]  # the task's rows carry the words (tokens)
+            else:
+                inputs = [
+                    {"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else {"text": t} for t in chunk
+                ]
+            for given, row in zip(inputs, self.task.prediction_rows(chunk, self.outputs(chunk)), strict=True):
+                yield {**given, **row}
 
-    def probabilities(self, texts: list) -> torch.Tensor:
-        """[len(texts), num_labels] softmax probabilities (float32, on the CPU)."""
-        return torch.softmax(self.outputs(texts), dim=-1)
 
-    def rows(self, texts: Iterable, batch_size: int) -> Iterator[dict]:
-        names = self.model.label_names
-        for chunk in batches(texts, batch_size):
-            inputs = [
-                {"text": t[0], "text_pair": t[1]} if isinstance(t, tuple) else {"text": t} for t in chunk
-            ]
-            if self.model.regression:
-                for row, score in zip(inputs, self.outputs(chunk)[:, 0].tolist(), strict=True):
-                    yield {**row, "score": score}
-                continue
-            threshold = self.model.multi_label_threshold
-            if threshold is not None:  # a sigmoid per label; every label at or above the threshold
-                for row, p in zip(inputs, torch.sigmoid(self.outputs(chunk)).tolist(), strict=True):
-                    chosen = [name for name, q in zip(names, p, strict=True) if q >= threshold]
-                    yield {**row, "labels": chosen, "probabilities": dict(zip(names, p, strict=True))}
-                continue
-            probs = self.probabilities(chunk)
-            best = probs.argmax(-1).tolist()
-            for row, p, i in zip(inputs, probs.tolist(), best, strict=True):
-                yield {**row, "label": names[i], "probabilities": dict(zip(names, p, strict=True))}
+def words_of(value) -> list[str]:
+    """A JSON list of words as is, a text split on whitespace."""
+    return [str(w) for w in value] if isinstance(value, list) else str(value).split()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -308,18 +274,17 @@ def predict(
             f"input file not found: {input_path} — pass an existing file with --input (or - for stdin)"
         )
     check_output(output, force, input_path)
-    if run_task(run_dir) == TAGGING_TASK:
-        tagger = Tagger(load_tagger(run_dir), resolve_device(device))
-        sentences = read_texts(input_path, fmt, text_column or "tokens", stdin=stdin, keep_lists=True)
-        return _write_rows(tagger.rows(sentences, batch_size), output, force, input_path)
-    model = load_classifier(run_dir)
+    model = rebuild(run_dir)
+    predictor = Predictor(model, resolve_device(device))
+    if predictor.model.data_class.prediction_input == "words":
+        items = read_texts(input_path, fmt, text_column or "tokens", stdin=stdin, keep_lists=True)
+        return _write_rows(predictor.rows(items, batch_size), output, force, input_path)
     if text_pair_column and not model.text_pair_column:
         raise UserError(
             f"--text-pair-column {text_pair_column} given but {run_dir} was trained on single texts — drop it"
         )
     text_column = text_column or model.text_column or "text"
     pair_column = (text_pair_column or model.text_pair_column) if model.text_pair_column else None
-    predictor = Predictor(model, resolve_device(device))
     texts = read_texts(input_path, fmt, text_column, stdin=stdin, pair_column=pair_column)
     return _write_rows(predictor.rows(texts, batch_size), output, force, input_path)
 
@@ -376,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     parser.add_argument("--force", action="store_true", help="replace --output if it exists")
     args = parser.parse_args(argv)
-    try:
+
+    def body() -> None:
         count = predict(
             args.run_dir,
             args.input,
@@ -388,12 +354,10 @@ def main(argv: list[str] | None = None) -> int:
             force=args.force,
             text_pair_column=args.text_pair_column,
         )
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.output != STDIO:
-        print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
-    return 0
+        if args.output != STDIO:
+            print(f"wrote {count} predictions to {args.output}", file=sys.stderr)
+
+    return run_command(body)
 
 
 if __name__ == "__main__":

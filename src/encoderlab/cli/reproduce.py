@@ -7,7 +7,6 @@ files it came from. A different code commit, or uncommitted changes, is reported
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import subprocess
 import sys
@@ -17,8 +16,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from encoderlab.cli.resume import SAVED_CONFIG
+from encoderlab.cli.errors import run_command
 from encoderlab.errors import UserError
+from encoderlab.files import read_json_object
+from encoderlab.run.layout import RunDir
 from encoderlab.run.record import git_state
 
 console = Console(stderr=True)
@@ -27,11 +28,7 @@ UNCOMPARED_PREFIXES = ("time/",)
 
 
 def code_warnings(run_dir: Path) -> list[str]:
-    saved = (
-        json.loads((run_dir / "run.json").read_text()).get("git", {})
-        if (run_dir / "run.json").is_file()
-        else {}
-    )
+    saved = read_json_object(RunDir(run_dir).record).get("git") or {}
     now = git_state()
     warnings = []
     if saved.get("commit") and now.get("commit") and saved["commit"] != now["commit"]:
@@ -61,13 +58,17 @@ def compare_metrics(
 
 
 def reproduce(run_dir: Path, out: Path | None, tolerance: float, extra: list[str]) -> int:
-    config = run_dir / SAVED_CONFIG
+    run = RunDir(run_dir)
+    config = run.config
     if not config.is_file():
         raise UserError(
-            f"{run_dir} has no {SAVED_CONFIG} — reproduce needs a run directory made by encoderlab-train"
+            f"{run_dir} has no {config.relative_to(run.path)} — reproduce needs a run directory made by "
+            "encoderlab-train"
         )
-    if not (run_dir / "metrics.json").is_file():
-        raise UserError(f"{run_dir} has no metrics.json (did the run finish?) — reproduce a completed run")
+    if not run.metrics.is_file():
+        raise UserError(
+            f"{run_dir} has no {run.metrics.name} (did the run finish?) — reproduce a completed run"
+        )
     for warning in code_warnings(run_dir):
         console.print(f"[yellow]warning:[/] {warning}")
     out = out or run_dir.with_name(f"{run_dir.name}-reproduced-{datetime.now():%Y-%m-%d_%H-%M-%S}")
@@ -82,12 +83,8 @@ def reproduce(run_dir: Path, out: Path | None, tolerance: float, extra: list[str
         *extra,
     ]
     if subprocess.run(command).returncode != 0:
-        raise UserError(f"the re-run failed — see {out}/train.log")
-    rows = compare_metrics(
-        json.loads((run_dir / "metrics.json").read_text()),
-        json.loads((out / "metrics.json").read_text()),
-        tolerance,
-    )
+        raise UserError(f"the re-run failed — see {RunDir(out).log}")
+    rows = compare_metrics(read_json_object(run.metrics), read_json_object(RunDir(out).metrics), tolerance)
     table = Table(title=f"{run_dir} → {out}")
     for column in ("metric", "saved", "reproduced", "same"):
         table.add_column(column)
@@ -102,7 +99,7 @@ def reproduce(run_dir: Path, out: Path | None, tolerance: float, extra: list[str
     return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument(
@@ -111,12 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tolerance", type=float, default=0.0, help="absolute difference allowed per metric")
     parser.add_argument("overrides", nargs="*", help="overrides for the re-run, e.g. trainer.accelerator=gpu")
     args = parser.parse_intermixed_args(argv)
-    try:
-        sys.exit(reproduce(args.run_dir, args.out, args.tolerance, args.overrides))
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    return run_command(lambda: reproduce(args.run_dir, args.out, args.tolerance, args.overrides))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""Where a run writes, and resuming into an existing run directory (``resume=RUN_DIR`` / ``resume=latest``).
+"""Opening the run directory: a new run, or resuming one (``resume=RUN_DIR`` / ``resume=latest``).
 
 An edge module (like ``train.py``): it knows Hydra's config layout. The resolvers are registered before
 Hydra composes, so ``hydra.run.dir`` can point back at the run being resumed.
@@ -8,16 +8,19 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from encoderlab.errors import UserError
+from encoderlab.run.layout import HYDRA_DIR, RunDir
+from encoderlab.run.record import RunRecord
+from encoderlab.run.redact import redact_argv, redact_yaml_files
 
-LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
-SAVED_CONFIG = Path(".hydra") / "config.yaml"
 # Keys that shape the model or its vocabulary: the checkpoint fixes them, a resume cannot change them.
 ARCHITECTURE = ("encoder.", "head.", "task.", "init.", "data.vocab_size", "data.tokenizer", "data.lowercase")
 
@@ -34,8 +37,11 @@ def is_primary_process() -> bool:
 
 def latest_run(runs_root: str | Path) -> Path | None:
     """The run under ``runs_root`` whose ``last.ckpt`` was written most recently."""
-    candidates = [p.parent.parent for p in Path(runs_root).glob(f"*/{LAST_CHECKPOINT}")]
-    return max(candidates, key=lambda p: (p / LAST_CHECKPOINT).stat().st_mtime, default=None)
+    root = Path(runs_root)
+    children = root.iterdir() if root.is_dir() else []
+    candidates = [RunDir(p) for p in children if RunDir(p).last_checkpoint.is_file()]
+    latest = max(candidates, key=lambda run: run.last_checkpoint.stat().st_mtime, default=None)
+    return latest.path if latest else None
 
 
 def _run_dir(resume: str | None, new_dir: str) -> str:
@@ -59,10 +65,10 @@ def _hydra_subdir(resume: str | None, run_dir: str) -> str | None:
         return None  # rank 0 saves the config; the other processes of a distributed run write nothing there
     if resume:
         # A resumed run keeps its original .hydra/ files; the resume's own go beside them.
-        return f".hydra/resumed-{_started()}"
-    if (Path(run_dir) / "run.json").exists():
+        return f"{HYDRA_DIR}/resumed-{_started()}"
+    if RunDir(run_dir).record.exists():
         return None  # the entry point will refuse this directory: write nothing into it
-    return ".hydra"
+    return HYDRA_DIR
 
 
 def register_resolvers() -> None:
@@ -78,13 +84,14 @@ def forget_refused_resume(run_dir: Path, hydra_subdir: str | None) -> None:
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     """The resumed run's saved config, with plain ``key=value`` overrides from this command applied."""
-    checkpoint = run_dir / LAST_CHECKPOINT
-    if not checkpoint.is_file() or not (run_dir / SAVED_CONFIG).is_file():
+    run = RunDir(run_dir)
+    if not run.last_checkpoint.is_file() or not run.config.is_file():
         raise UserError(
-            f"nothing to resume in {run_dir} (no {LAST_CHECKPOINT} with {SAVED_CONFIG}) — "
-            "pass resume=RUN_DIR of a run that saved a checkpoint, or drop resume= to start a new run"
+            f"nothing to resume in {run_dir} (no {run.last_checkpoint.relative_to(run.path)} with "
+            f"{run.config.relative_to(run.path)}) — pass resume=RUN_DIR of a run that saved a checkpoint, or "
+            "drop resume= to start a new run"
         )
-    saved = OmegaConf.load(run_dir / SAVED_CONFIG)
+    saved = OmegaConf.load(run.config)
     for override in overrides:
         key, _, value = override.partition("=")
         if key == "resume":
@@ -103,3 +110,29 @@ def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     saved.paths.output_dir = str(run_dir)
     saved.resume = str(run_dir)
     return saved
+
+
+def open_run(cfg: DictConfig) -> tuple[DictConfig, RunRecord, Path | None]:
+    """(the config to train with, the run record, the checkpoint to resume from or None).
+
+    A new run refuses a directory that already holds one; a resume takes the run's saved config with this
+    command's plain overrides, and a refused resume leaves the run exactly as it was.
+    """
+    run = RunDir(cfg.paths.output_dir)
+    primary = is_primary_process()  # the other processes of a distributed run share rank 0's directory
+    # Secrets typed into overrides: mask them in what Hydra saved and in the argv that loggers (W&B) record.
+    if primary:
+        redact_yaml_files(run.hydra)
+    sys.argv[:] = redact_argv(sys.argv)
+    hydra = HydraConfig.get() if HydraConfig.initialized() else None
+    overrides = list(hydra.overrides.task) if hydra else []
+    if cfg.get("resume"):
+        try:
+            cfg = resume_config(run.path, overrides)
+        except UserError:
+            forget_refused_resume(run.path, hydra.output_subdir if hydra else None)
+            raise
+        return cfg, RunRecord.resume(run.path, overrides, write=primary), run.last_checkpoint
+    if primary and run.record.exists():
+        raise UserError(f"{run} already holds a run — choose a new hydra.run.dir (it is never overwritten)")
+    return cfg, RunRecord(run.path, seed=cfg.seed, overrides=overrides, write=primary), None

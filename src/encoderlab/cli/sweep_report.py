@@ -25,10 +25,11 @@ from omegaconf import DictConfig
 
 from encoderlab.files import write_json
 from encoderlab.reporting.table import format_number, lower_is_better
+from encoderlab.run.layout import SWEEP_REPORT_FILE
 from encoderlab.run.read import Run, find_runs
 
 SWEEP_ENV = "ENCODERLAB_SWEEP"
-REPORT_FILE = "sweep.json"
+REPORT_FILE = SWEEP_REPORT_FILE
 _exported: str | None = None  # the value on_job_start put in the environment (not the user's own)
 
 

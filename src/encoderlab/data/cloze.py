@@ -14,8 +14,9 @@ import torch
 from tokenizers import Tokenizer
 from torch.utils.data import Dataset
 
+from encoderlab.data.base import Targets
+from encoderlab.data.classification import TextClassificationDataModule
 from encoderlab.data.collators import PaddingCollator
-from encoderlab.data.datamodules import TextClassificationDataModule
 from encoderlab.data.tokenizer import special_token_ids
 from encoderlab.errors import UserError
 
@@ -126,6 +127,11 @@ class ClozeCollator(PaddingCollator):
 class ClozeDataModule(TextClassificationDataModule):
     """Labelled single texts as cloze prompts; hands the task the verbalizer's token ids."""
 
+    targets = Targets.PROMPTED_CLASSES
+    # Predicting needs the prompt and verbalizer, not only the encoded text: no prediction batches here.
+    prediction_input = None
+    prediction_batch = None
+
     def __init__(self, *args, template: str = "{text} It was [MASK].", verbalizer=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if kwargs.get("text_pair_column"):
@@ -136,7 +142,7 @@ class ClozeDataModule(TextClassificationDataModule):
     def _prepare(self) -> None:
         super()._prepare()
         template = ClozeTemplate(self.template_text, self._tokenizer)
-        self.verbalizer_ids = verbalizer_token_ids(self.verbalizer, self._label_names, self._tokenizer)
+        self.verbalizer_ids = verbalizer_token_ids(self.verbalizer, self._labels.names, self._tokenizer)
         self.train_dataset = ClozeDataset(self.train_dataset, template, self.max_seq_len)
         self.val_dataset = ClozeDataset(self.val_dataset, template, self.max_seq_len)
         if self.test_dataset is not None:

@@ -126,21 +126,20 @@ class PaddingCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        ids = [it["input_ids"] for it in items]
-        input_ids = pad_sequences(ids, self.pad_id, self.pad_to_multiple_of)
-        token_type_ids = pad_sequences([it["token_type_ids"] for it in items], 0, self.pad_to_multiple_of)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, s in zip(attention_mask, ids, strict=True):
-            row[: len(s)] = 1
         labels = [it["labels"] for it in items]
         if isinstance(labels[0], torch.Tensor):  # multi-label target vectors
             targets = torch.stack(labels).float()
         else:
             is_float = any(isinstance(x, float) for x in labels)
             targets = torch.tensor(labels, dtype=torch.float if is_float else torch.long)
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "token_type_ids": token_type_ids,
-            "labels": targets,
-        }
+        return {**self.inputs(items), "labels": targets}
+
+    def inputs(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
+        """The padded model inputs alone (prediction has no labels)."""
+        ids = [it["input_ids"] for it in items]
+        input_ids = pad_sequences(ids, self.pad_id, self.pad_to_multiple_of)
+        token_type_ids = pad_sequences([it["token_type_ids"] for it in items], 0, self.pad_to_multiple_of)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, s in zip(attention_mask, ids, strict=True):
+            row[: len(s)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids}

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from encoderlab.data.datamodules import TextClassificationDataModule
+from encoderlab.data.base import LabelMap, Targets
+from encoderlab.data.classification import TextClassificationDataModule
 from encoderlab.errors import UserError
 
 
 class MultiLabelClassificationDataModule(TextClassificationDataModule):
     """TextClassificationDataModule whose labels are sets; items carry a float multi-hot ``labels`` vector."""
+
+    targets = Targets.LABEL_SETS
 
     def __init__(self, *args, label_delimiter: str = "|", **kwargs):
         super().__init__(*args, **kwargs)
@@ -25,11 +28,6 @@ class MultiLabelClassificationDataModule(TextClassificationDataModule):
     @property
     def regression(self) -> bool:
         return False
-
-    @property
-    def num_labels(self) -> int:
-        self._require()
-        return len(self._label_names)
 
     def label_sets(self, raw: list) -> list[list[str]]:
         """Each row's labels: a JSON list as is, a string split on the delimiter; blanks dropped."""
@@ -46,8 +44,8 @@ class MultiLabelClassificationDataModule(TextClassificationDataModule):
 
     def _build_label_map(self, raw: list, source: str) -> None:
         self._int_labels = False
-        self._label_names = sorted({name for names in self.label_sets(raw) for name in names})
-        found = len(self._label_names)
+        self._labels = LabelMap(sorted({name for names in self.label_sets(raw) for name in names}))
+        found = len(self._labels)
         if found < 1:
             raise UserError(
                 f"{source} has no labels in column '{self.label_column}' — set data.label_column "
@@ -56,18 +54,18 @@ class MultiLabelClassificationDataModule(TextClassificationDataModule):
         if self.num_labels_expected is not None and self.num_labels_expected != found:
             raise UserError(
                 f"num_labels={self.num_labels_expected} but {source} has {found} labels "
-                f"({', '.join(self._label_names[:10])}{', ...' if found > 10 else ''}) — set data.num_labels={found}"
+                f"({', '.join(self._labels.names[:10])}{', ...' if found > 10 else ''}) — set data.num_labels={found}"
             )
 
     def _encode_labels(self, raw: list, source: str) -> np.ndarray:
-        mapping = {name: i for i, name in enumerate(self._label_names)}
-        out = np.zeros((len(raw), len(self._label_names)), dtype=np.float32)
+        mapping = self._labels.to_id
+        out = np.zeros((len(raw), len(self._labels)), dtype=np.float32)
         for row, names in enumerate(self.label_sets(raw)):
             for name in names:
                 if name not in mapping:
                     raise UserError(
                         f"label '{name}' in row {row + 1} of {source} does not occur in the training data "
-                        f"(labels: {', '.join(self._label_names[:10])}) — fix the file or data.label_delimiter"
+                        f"(labels: {', '.join(self._labels.names[:10])}) — fix the file or data.label_delimiter"
                     )
                 out[row, mapping[name]] = 1.0
         return out

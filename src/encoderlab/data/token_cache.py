@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from encoderlab.data.tokenizer import encoding_copy
 from encoderlab.files import atomic_directory
 
 CHUNK = 10_000  # texts per encode_batch call: big enough for Rust-side parallelism, bounded memory
@@ -101,12 +102,7 @@ def cached_token_ids(
     if (final / "offsets.npy").is_file():
         return _load(final, from_cache=True)
 
-    enc_tok = Tokenizer.from_str(tokenizer.to_str())  # a copy, so truncation never leaks to the caller
-    enc_tok.no_padding()
-    if max_length is not None:
-        enc_tok.enable_truncation(max_length)
-    else:
-        enc_tok.no_truncation()
+    enc_tok = encoding_copy(tokenizer, max_length)
     dtype = np.uint16 if tokenizer.get_vocab_size() <= 65535 else np.int32
 
     items = list(texts())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -83,6 +84,27 @@ def save_tokenizer(tokenizer: Tokenizer, directory: str | os.PathLike) -> None:
     (d / "vocab.txt").write_text("".join(tok + "\n" for tok, _ in by_id), encoding="utf-8")
 
 
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")  # what a tokenizer directory holds (either suffices)
+
+
+def tokenizer_files(tokenizer_dir: str | os.PathLike) -> list[Path]:
+    """The tokenizer files of a directory (a UserError when it holds none)."""
+    found = [Path(tokenizer_dir) / n for n in TOKENIZER_FILES if (Path(tokenizer_dir) / n).is_file()]
+    if not found:
+        raise UserError(f"no tokenizer files ({', '.join(TOKENIZER_FILES)}) in {tokenizer_dir}")
+    return found
+
+
+def copy_tokenizer(tokenizer_dir: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Copy a tokenizer directory's files into ``out_dir`` (atomically): e.g. into a run, so the run alone
+    can turn text into the ids its checkpoint expects."""
+    files = tokenizer_files(tokenizer_dir)
+    with atomic_directory(out_dir) as tmp:
+        for file in files:
+            shutil.copyfile(file, tmp / file.name)
+    return Path(out_dir)
+
+
 def load_tokenizer(path: str | os.PathLike, lowercase: bool | None = None) -> Tokenizer:
     """Load from a directory (``tokenizer.json`` preferred, else ``vocab.txt``) or a ``tokenizer.json`` file.
 
@@ -133,6 +155,20 @@ def special_token_ids(tokenizer: Tokenizer) -> dict[str, int]:
             raise UserError(f"tokenizer has no {token} token — use a BERT-style WordPiece tokenizer")
         out[key] = i
     return out
+
+
+def encoding_copy(tokenizer: Tokenizer, max_length: int | None) -> Tokenizer:
+    """A copy of ``tokenizer`` that never pads and truncates to ``max_length`` (None: never).
+
+    Encoding settings live on the tokenizer object, so a copy keeps them from leaking to the caller.
+    """
+    copy = Tokenizer.from_str(tokenizer.to_str())
+    copy.no_padding()
+    if max_length is None:
+        copy.no_truncation()
+    else:
+        copy.enable_truncation(max_length)
+    return copy
 
 
 def resolve_tokenizer(

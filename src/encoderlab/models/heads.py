@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoderlab.models.encoder import Encoder, Linear, set_onednn_cpu_linear
+from encoderlab.models.encoder import Encoder
+from encoderlab.models.kernels import Linear, set_onednn_cpu_linear
 
 
 def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:
@@ -43,11 +44,15 @@ class MaskedLMHead(nn.Module):
         self.apply(_init_bert_style)
         nn.init.zeros_(self.decoder.bias)
         self.decoder.weight = encoder.embeddings.word_embeddings.weight
-        # Same matmul backend as the encoder (see encoderlab.models.encoder.linear).
+        # Same matmul backend as the encoder (see encoderlab.models.kernels.linear).
         set_onednn_cpu_linear(self, getattr(encoder, "onednn_cpu_linear", True))
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.layer_norm(F.gelu(self.dense(hidden))))
+
+    def settings(self) -> dict:
+        """Constructor values besides the encoder (a head is rebuilt from them for inference)."""
+        return {}
 
     def own_state_dict(self) -> dict[str, torch.Tensor]:
         """The head's tensors without the tied embedding (what is kept for prompt-style reuse)."""
@@ -91,10 +96,14 @@ class SequenceClassifier(nn.Module):
         hidden = encoder.config.hidden
         self.pooling = pooling
         self.num_labels = num_labels
+        self.hidden_layers = hidden_layers
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(hidden, hidden) if hidden_layers == 2 else None
         self.out = nn.Linear(hidden, num_labels)
         self.apply(_init_bert_style)
+
+    def settings(self) -> dict:
+        return {"num_labels": self.num_labels, "pooling": self.pooling, "hidden_layers": self.hidden_layers}
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         x = pool(hidden, attention_mask, self.pooling)  # B,H
@@ -114,6 +123,9 @@ class TokenClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.out = nn.Linear(encoder.config.hidden, num_labels)
         self.apply(_init_bert_style)
+
+    def settings(self) -> dict:
+        return {"num_labels": self.num_labels}
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         # attention_mask is accepted for a uniform head call; padded positions are ignored by the loss.

@@ -3,7 +3,8 @@
 - ``TensorBoardLogger``: also fills TensorBoard's HPARAMS tab (the composed config against the metrics
   named in ``hparam_metrics``, whose values TensorBoard reads from the logged scalars).
 - ``wandb_logger``: online when an API key is available (``WANDB_API_KEY``, ``wandb login``), offline
-  otherwise; an offline run is uploaded later with ``wandb sync <run dir>/wandb/offline-run-*``.
+  otherwise; an offline run is uploaded later with ``wandb sync <run dir>/wandb/offline-run-*``. A run
+  directory that already holds a W&B run (a resumed training run) continues that W&B run.
 - ``mlflow_logger``: the config's ``tags`` list becomes MLflow tags; the sweep id becomes tag ``sweep``.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import netrc
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
@@ -48,14 +50,26 @@ def wandb_api_key_available() -> bool:
         return False
 
 
+def previous_wandb_run(save_dir: str | Path | None) -> str | None:
+    """The id of the latest W&B run kept in ``save_dir`` (W&B names its run folders ``run-<time>-<id>`` and
+    ``offline-run-<time>-<id>``), or None."""
+    runs = sorted(Path(save_dir or ".").glob("wandb/*run-*-*"), key=lambda p: p.stat().st_mtime)
+    return runs[-1].name.rsplit("-", 1)[-1] if save_dir and runs else None
+
+
 def wandb_logger(offline: bool | None = None, **kwargs: Any) -> loggers.WandbLogger:
     """Lightning's WandbLogger; ``offline=None`` picks online only when there is a key to upload with.
 
-    ``WANDB_MODE`` (``offline``, ``online``, ``disabled``) still wins, as wandb reads it itself.
+    ``WANDB_MODE`` (``offline``, ``online``, ``disabled``) still wins, as wandb reads it itself. When
+    ``save_dir`` (the run directory) already holds a W&B run, the logger continues it: a resumed training
+    run stays one W&B run.
     """
     if offline is None:
         mode = os.environ.get("WANDB_MODE", "")
         offline = mode != "online" and not (mode != "offline" and wandb_api_key_available())
+    previous = previous_wandb_run(kwargs.get("save_dir"))
+    if previous and not kwargs.get("id"):
+        kwargs.update(id=previous, resume="allow")
     return loggers.WandbLogger(offline=offline, **kwargs)
 
 

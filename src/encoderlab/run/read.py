@@ -1,67 +1,59 @@
-"""Run directories as plain records: final metrics, run status, overrides, learning curves.
+"""One :class:`Run`: everything a run directory says about itself, read as plain JSON / YAML / CSV.
 
-A *run directory* is what ``encoderlab-train`` leaves: ``run.json``, ``metrics.json``, ``.hydra/``,
-``csv/metrics.csv``. A multirun directory (``multirun.yaml`` + one sub-directory per job) or any folder of
-runs is expanded into the runs below it. Everything is read as plain JSON / YAML / CSV.
+Used by every reader of runs (compare, the sweep report, doctor, reproduce). A multirun directory
+(``multirun.yaml`` + one sub-directory per job) or any folder of runs is expanded into the runs below it.
+Every part may be missing (a run that failed in its first second has only ``run.json``); nothing here
+instantiates or unpickles anything.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import yaml
 
+from encoderlab.data.base import LabelMap, Targets
 from encoderlab.errors import UserError
 from encoderlab.files import read_json_object
+from encoderlab.run.layout import RunDir
+from encoderlab.run.task_record import TaskRecord
 
-RUN_MARKERS = ("run.json", "metrics.json", ".hydra/overrides.yaml")
-CURVES = Path("csv") / "metrics.csv"
 MAX_DEPTH = 4  # how deep below a given directory runs are looked for (sweep/job, runs/<time>, ...)
+_INTERPOLATION = re.compile(r"\$\{([\w.]+)\}")
 
 
-@dataclass
-class Run:
-    path: Path
-    name: str = ""
-    status: str = "unknown"  # completed | failed | running | unknown (no run.json)
-    error: str | None = None
-    seed: int | None = None
-    overrides: dict[str, str] = field(default_factory=dict)
-    override_args: list[str] = field(default_factory=list)  # as given on the command line
-    metrics: dict[str, float] = field(default_factory=dict)
-    config: dict = field(default_factory=dict)
-    choices: dict[str, str] = field(default_factory=dict)
-
-    def param(self, key: str) -> str | None:
-        """The value of ``key`` for this run: its override, else its group choice, else its composed config."""
-        if key in self.overrides:
-            return self.overrides[key]
-        if key in self.choices:
-            return str(self.choices[key])
-        node = self.config
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return None
-            node = node[part]
-        return None if isinstance(node, dict | list) else str(node)
-
-    def curves(self) -> dict[str, list[tuple[float, float]]]:
-        """Learning curves from Lightning's CSVLogger file: metric → [(step, value), ...]."""
-        return read_curves(self.path / CURVES)
+def _float(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
-def is_run_dir(path: Path) -> bool:
-    return any((path / marker).is_file() for marker in RUN_MARKERS)
-
-
-def _read_yaml(path: Path):
+def read_yaml(path: Path):
+    """A YAML file's data; None when it is missing or not YAML."""
     try:
         return yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError):
         return None
+
+
+def read_history(path: Path) -> list[dict[str, float]]:
+    """Rows of Lightning's ``metrics.csv``, numbers only (empty cells dropped; NaN and inf kept)."""
+    rows = []
+    try:
+        with open(path, newline="") as f:
+            for raw in csv.DictReader(f):
+                row = {k: v for k, v in ((k, _float(v)) for k, v in raw.items() if k) if v is not None}
+                if row:
+                    rows.append(row)
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+    return rows
 
 
 def parse_override(override: str) -> tuple[str, str]:
@@ -73,40 +65,191 @@ def parse_override(override: str) -> tuple[str, str]:
     return key, value
 
 
-def load_run(path: Path, name: str | None = None) -> Run:
-    record = read_json_object(path / "run.json")
-    overrides = _read_yaml(path / ".hydra" / "overrides.yaml")
+def _select(node, dotted: str):
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass(eq=False)  # identity: a Run is one directory read once (and can key caches)
+class Run:
+    """A run directory's record, config, metrics, curves, labels and task record."""
+
+    path: Path
+    name: str = ""
+    status: str = "unknown"  # completed | failed | running | unknown (no run.json)
+    error: str | None = None
+    seed: int | None = None
+    overrides: dict[str, str] = field(default_factory=dict)
+    override_args: list[str] = field(default_factory=list)  # as given on the command line
+    metrics: dict[str, float] = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
+    record: dict = field(default_factory=dict)  # run.json as written
+
+    @property
+    def dir(self) -> RunDir:
+        return RunDir(self.path)
+
+    # ------------------------------------------------------------------------------ config
+    def param(self, key: str) -> str | None:
+        """The value of ``key`` for this run: its override, else its group choice, else its composed config."""
+        if key in self.overrides:
+            return self.overrides[key]
+        if key in self.choices:
+            return str(self.choices[key])
+        node = _select(self.config, key)
+        return None if node is None or isinstance(node, dict | list) else str(node)
+
+    def get(self, dotted: str, default=None):
+        """A value of the saved config, simple ``${a.b}`` interpolations resolved (from the config, else from
+        the hyperparameters training logged, which are resolved); ``default`` when it cannot be known."""
+        value = _select(self.config, dotted)
+        if isinstance(value, str) and "${" in value:
+            value = self._resolve(value)
+            if isinstance(value, str) and "${" in value:
+                value = _select(self.logged_hparams, dotted)
+        if value is None or (isinstance(value, str) and "${" in value):
+            return default
+        return value
+
+    def _resolve(self, text: str, depth: int = 5):
+        whole = _INTERPOLATION.fullmatch(text)
+        if whole:  # "${a.b}" alone keeps the referenced value's type
+            target = _select(self.config, whole.group(1))
+            return self._resolve(target, depth - 1) if isinstance(target, str) and depth else target
+
+        def one(match: re.Match) -> str:
+            target = _select(self.config, match.group(1))
+            if isinstance(target, str) and depth:
+                target = self._resolve(target, depth - 1)
+            return match.group(0) if target is None or isinstance(target, dict | list) else str(target)
+
+        return _INTERPOLATION.sub(one, text)
+
+    @cached_property
+    def logged_hparams(self) -> dict:
+        data = read_yaml(self.dir.logged_hparams)
+        return data if isinstance(data, dict) else {}
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the run's config: as given, else relative to the directory training was launched from."""
+        path = Path(value)
+        if path.is_absolute() or path.exists():
+            return path
+        cwd = _select(read_yaml(self.dir.hydra_runtime) or {}, "hydra.runtime.cwd")
+        return Path(cwd) / path if cwd else path
+
+    def tokenizer_location(self) -> Path | None:
+        """Where the tokenizer this run trained with lives: its own copy, its encoder export, else the
+        configured ``data.tokenizer`` or ``init.path`` (plain values of its config); None if unknown."""
+        for candidate in (self.dir.tokenizer, self.dir.encoder):
+            if candidate.is_dir():
+                return candidate
+        for key in ("data.tokenizer", "init.path"):
+            value = self.get(key)
+            if isinstance(value, str) and self.resolve_path(value).exists():
+                return self.resolve_path(value)
+        return None
+
+    # ------------------------------------------------------------------------------ what it trained
+    @cached_property
+    def task(self) -> TaskRecord | None:
+        """The run's ``task.json``; None when it wrote none (failed early, or not finished)."""
+        try:
+            return TaskRecord.read(self.dir)
+        except UserError:
+            return None
+
+    @cached_property
+    def labels(self) -> list[str] | None:
+        """Label names in id order (the task record's, else ``label_map.json``); None without labels."""
+        if self.task is not None and self.task.label_names:
+            return self.task.label_names
+        try:
+            return LabelMap.read(self.dir.label_map).names if self.dir.label_map.is_file() else None
+        except UserError:
+            return None
+
+    @property
+    def targets(self) -> Targets | None:
+        """What the run's data carried (one class per text, a score, ...), from its task record."""
+        name = (self.task.data.get("targets") if self.task else None) or ""
+        return Targets.__members__.get(name)
+
+    # ------------------------------------------------------------------------------ metrics
+    @cached_property
+    def history(self) -> list[dict[str, float]]:
+        return read_history(self.dir.curves)
+
+    def series(self, *names: str) -> list[tuple[int, float]]:
+        """(step, value) of the first of ``names`` that ``metrics.csv`` logged (NaN and inf kept)."""
+        for name in names:
+            points = [(int(row.get("step") or 0), row[name]) for row in self.history if name in row]
+            if points:
+                return points
+        return []
+
+    def final(self, name: str) -> float | None:
+        """The final value of ``name``: from ``metrics.json``, else the last logged point."""
+        value = _float(self.metrics.get(name))
+        if value is None:
+            points = self.series(name)
+            value = points[-1][1] if points else None
+        return value
+
+    def curves(self) -> dict[str, list[tuple[float, float]]]:
+        """Learning curves for plots: metric → [(step, value), ...], finite values only."""
+        curves: dict[str, list[tuple[float, float]]] = {}
+        for row in self.history:
+            step = row.get("step")
+            if step is None:
+                continue
+            for key, value in row.items():
+                if key not in {"step", "epoch"} and not math.isnan(value):
+                    curves.setdefault(key, []).append((step, value))
+        return curves
+
+
+def load_run(path: str | Path, name: str | None = None) -> Run:
+    """Everything ``path`` says about itself (a UserError when it is not a run directory)."""
+    run = RunDir(path)
+    if not run.is_run():
+        raise UserError(
+            f"{run} is not a run directory (no {run.record.name} or {run.hydra.name}/{run.config.name}) — pass "
+            "a training run's output directory (outputs/<task_name>/runs/<time>)"
+        )
+    record = read_json_object(run.record)
+    overrides = read_yaml(run.overrides)
     if not isinstance(overrides, list):
         overrides = record.get("overrides") or []
-    hydra_cfg = _read_yaml(path / ".hydra" / "hydra.yaml") or {}
-    choices = ((hydra_cfg.get("hydra") or {}).get("runtime") or {}).get("choices") or {}
-    config = _read_yaml(path / ".hydra" / "config.yaml")
-    metrics = {
-        k: float(v)
-        for k, v in read_json_object(path / "metrics.json").items()
-        if isinstance(v, int | float) and not isinstance(v, bool)
-    }
+    choices = _select(read_yaml(run.hydra_runtime) or {}, "hydra.runtime.choices") or {}
+    config = read_yaml(run.config)
+    config = config if isinstance(config, dict) else {}
+    metrics = read_json_object(run.metrics) or (record.get("metrics") or {})
     parsed = dict(parse_override(o) for o in overrides)
-    seed = record.get("seed")
-    if seed is None and isinstance(config, dict):
-        seed = config.get("seed")
-    status = record.get("status") or ("completed" if metrics else "unknown")
+    seed = record.get("seed") if record.get("seed") is not None else config.get("seed")
     return Run(
-        path=path,
-        name=name or path.name,
-        status=status,
+        path=run.path,
+        name=name or run.path.name,
+        status=record.get("status") or ("completed" if metrics else "unknown"),
         error=record.get("error"),
         seed=seed,
         overrides={k: v for k, v in parsed.items() if not k.startswith("hydra.")},
         override_args=[str(o) for o in overrides],
-        metrics=metrics,
-        config=config if isinstance(config, dict) else {},
+        metrics={
+            k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        },
+        config=config,
         choices={k: str(v) for k, v in choices.items() if not k.startswith("hydra/") and v is not None},
+        record=record,
     )
 
 
 def _runs_below(root: Path, depth: int = MAX_DEPTH) -> list[Path]:
-    if is_run_dir(root):
+    if RunDir(root).is_run():
         return [root]
     if depth == 0:
         return []
@@ -133,9 +276,7 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
         path = Path(given)
         runs = _runs_below(path) if path.is_dir() else []
         if not runs:
-            bad.append(
-                f"{given} ({'no run.json, metrics.json or .hydra/ in it' if path.is_dir() else 'no such directory'})"
-            )
+            bad.append(f"{given} ({'no run in it' if path.is_dir() else 'no such directory'})")
         found += [r for r in runs if r not in found]
     if bad:
         raise UserError(
@@ -164,30 +305,3 @@ def _common_parts(parts: list[tuple[str, ...]]) -> tuple[str, ...]:
             break
         common.append(column[0])
     return tuple(common)
-
-
-def read_curves(path: Path) -> dict[str, list[tuple[float, float]]]:
-    """``csv/metrics.csv`` → metric → [(step, value)], skipping Lightning's empty cells."""
-    curves: dict[str, list[tuple[float, float]]] = {}
-    try:
-        with path.open(newline="") as f:
-            for row in csv.DictReader(f):
-                step = _number(row.get("step"))
-                if step is None:
-                    continue
-                for key, cell in row.items():
-                    value = _number(cell)
-                    if key in {"step", "epoch"} or key is None or value is None:
-                        continue
-                    curves.setdefault(key, []).append((step, value))
-    except OSError:
-        return {}
-    return curves
-
-
-def _number(text) -> float | None:
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        return None
-    return None if math.isnan(value) else value

@@ -1,4 +1,5 @@
-"""``run.json``: what a run was (code commit, package versions, seed, times, status)."""
+"""``run.json``: what a run was (code commit, package versions, seed, times, status, where its weights came
+from and what it froze)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import encoderlab
 from encoderlab.files import write_json
+from encoderlab.run.layout import RunDir
 from encoderlab.run.redact import redact, redact_argv
 
 PACKAGES = (
@@ -67,7 +69,7 @@ class RunRecord:
     def __init__(
         self, run_dir: str | Path, seed: int | None, overrides: list[str] | None = None, write: bool = True
     ) -> None:
-        self.path = Path(run_dir) / "run.json"
+        self.path = RunDir(run_dir).record
         self.write = write  # False in the non-zero ranks of a distributed run
         self.data = {
             "status": "running",
@@ -85,7 +87,7 @@ class RunRecord:
     def resume(cls, run_dir: str | Path, overrides: list[str], write: bool = True) -> RunRecord:
         """The existing record of ``run_dir``, marked running again, with this resume noted."""
         record = cls.__new__(cls)
-        record.path = Path(run_dir) / "run.json"
+        record.path = RunDir(run_dir).record
         record.write = write
         record.data = json.loads(record.path.read_text())
         record.data.setdefault("resumes", []).append(
@@ -93,6 +95,10 @@ class RunRecord:
         )
         record.data.update(status="running", ended=None)
         return record
+
+    def note(self, **facts) -> None:
+        """Add what the components say about themselves (``init``, ``freeze``, ...); written at the end."""
+        self.data.update(redact(facts))
 
     def start(self) -> None:
         if self.write:

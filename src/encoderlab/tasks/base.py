@@ -1,16 +1,35 @@
-"""What every task shares: holding encoder + head, building the optimizer and scheduler from partials."""
+"""What every task shares: holding encoder + head, building the optimizer and scheduler from partials,
+and saying what it is: the head and data it takes, what it leaves in the run, how it predicts.
+
+A task declares (class attributes, read by the pairing checks in ``tasks/pairing.py``, by the run's
+``task.json`` and by every reader of a run):
+
+- ``kind``: the ``task=`` option that selects it, for people reading a run (compare, doctor);
+- ``head_kind``: the head class it sits on; ``targets``: what the data's examples carry
+  (:class:`encoderlab.data.base.Targets`); ``usage``: one line naming the head and data that go with it;
+- ``hf_problem_type``: Hugging Face's ``problem_type`` when the run exports to a sequence-classification
+  model (None: no such export).
+
+and implements ``settings()`` (the plain values that rebuild it for inference), ``save_artifacts(run,
+datamodule)`` (what it leaves in the run directory beyond the checkpoint), ``predict_step`` and
+``prediction_rows`` (its outputs as JSON rows for ``encoderlab-predict``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import ClassVar
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 from torchmetrics import MetricCollection
 
+from encoderlab.adapt.adapters import NoAdapter
 from encoderlab.adapt.param_groups import LayerwiseLR, param_groups
+from encoderlab.data.base import Targets
 from encoderlab.errors import UserError
+from encoderlab.run.layout import RunDir
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
@@ -26,12 +45,18 @@ class EncoderTask(pl.LightningModule):
     """
 
     lr_rule: LayerwiseLR = LayerwiseLR()
+    adapter = NoAdapter()  # the ``adapter/`` group's choice, set by the entry point (it wraps ``encoder``)
+    kind: ClassVar[str]
+    head_kind: ClassVar[type[nn.Module]]
+    targets: ClassVar[Targets]
+    usage: ClassVar[str]
+    hf_problem_type: ClassVar[str | None] = None
 
     def __init__(
         self,
         encoder: nn.Module,
         head: nn.Module,
-        optimizer: OptimizerFactory,
+        optimizer: OptimizerFactory | None = None,
         scheduler: SchedulerFactory | None = None,
     ) -> None:
         super().__init__()
@@ -40,7 +65,32 @@ class EncoderTask(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
 
+    # ------------------------------------------------------------------------- what the task is
+    def settings(self) -> dict:
+        """Plain values (besides encoder and head) that rebuild this task for inference."""
+        return {}
+
+    def logged_metrics(self) -> set[str]:
+        """The names the task logs: its loss per stage and every metric of its metric collections."""
+        names = {f"{stage}/loss" for stage in ("train", "val", "test")}
+        for module in self.children():
+            if isinstance(module, MetricCollection):
+                names.update(module.keys(keep_base=False))
+        return names
+
+    def save_artifacts(self, run: RunDir, datamodule) -> None:
+        """What the task leaves in ``run`` beyond the checkpoint and ``task.json``: its adapter's tensors
+        (LoRA); tasks add their own (pre-training: the encoder export)."""
+        self.adapter.save_artifacts(run, self, datamodule.tokenizer_dir)
+
+    def prediction_rows(self, items: Sequence, outputs: torch.Tensor) -> list[dict]:
+        """``predict_step``'s outputs for ``items`` (the inputs as read) as JSON rows."""
+        raise UserError(f"task={self.kind} runs do not predict with encoderlab-predict — {self.usage}")
+
+    # ------------------------------------------------------------------------- training
     def configure_optimizers(self):
+        if self.optimizer_factory is None:
+            raise RuntimeError("this task was rebuilt for inference (no optimizer) and cannot train")
         keywords = getattr(self.optimizer_factory, "keywords", {})
         groups = param_groups(self, keywords.get("weight_decay", 0.0), keywords.get("lr"), self.lr_rule)
         try:

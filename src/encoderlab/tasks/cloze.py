@@ -10,17 +10,29 @@ from __future__ import annotations
 
 import torch
 
+from encoderlab.data.base import Targets
+from encoderlab.errors import UserError
+from encoderlab.models.heads import MaskedLMHead
 from encoderlab.tasks.classification import SequenceClassificationTask
 
 
 class ClozeTask(SequenceClassificationTask):
     """Same loss and metrics as sequence classification; the logits are verbalizer-token scores."""
 
+    kind = "cloze"
+    head_kind = MaskedLMHead
+    targets = Targets.PROMPTED_CLASSES
+    usage = (
+        "task=cloze goes with head=mlm_pretrained and prompted data (method=cloze or method=zero_shot_cloze: "
+        "data with prompt.template)"
+    )
+    hf_problem_type = None  # the MLM head scores verbalizer words: no sequence-classification head to export
+
     def __init__(
         self,
         encoder,
         head,
-        optimizer,
+        optimizer=None,
         scheduler=None,
         num_labels: int = 2,
         label_names=None,
@@ -44,3 +56,12 @@ class ClozeTask(SequenceClassificationTask):
             output_positions=positions,
         )  # B,H
         return self.head(hidden)[:, self.verbalizer_token_ids]  # B,num_labels
+
+    def settings(self) -> dict:
+        return {**super().settings(), "verbalizer_token_ids": self.verbalizer_token_ids.tolist()}
+
+    def prediction_rows(self, items, outputs):
+        raise UserError(
+            "cloze runs are not served by encoderlab-predict yet (their inputs need the run's prompt "
+            "template) — fine-tune a classifier (method=finetune or method=probe) to predict"
+        )

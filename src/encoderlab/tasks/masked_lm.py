@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
+from encoderlab.adapt.adapters import merged_copy
+from encoderlab.data.base import Targets
+from encoderlab.errors import UserError
+from encoderlab.formats.export import export_encoder, save_mlm_head
+from encoderlab.models.heads import MaskedLMHead
+from encoderlab.models.kernels import vocab_cross_entropy
+from encoderlab.run.layout import RunDir
 from encoderlab.tasks.base import EncoderTask
+
+log = logging.getLogger("encoderlab")
 
 
 def masked_lm_logits(
@@ -33,48 +44,24 @@ def masked_lm_logits(
     return head(hidden), targets  # [M,V], [M]
 
 
-class _VocabCrossEntropy(torch.autograd.Function):
-    """Mean cross-entropy over [M, V] logits whose backward writes softmax − one-hot in one pass.
-
-    Equal to ``F.cross_entropy(logits, targets, ignore_index=-100)``; ``F.cross_entropy``'s backward instead
-    zero-fills an [M, V] gradient for the NLL step and then runs log-softmax's backward over it, two more
-    passes over the largest tensor of an MLM step (M·V floats, e.g. 600 × 30,522).
-    """
-
-    @staticmethod
-    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        valid = targets != -100
-        count = valid.sum().clamp_min(1)
-        safe_targets = targets.clamp_min(0)[:, None]  # M,1
-        lse = torch.logsumexp(logits, dim=-1)  # M
-        nll = (lse - logits.gather(1, safe_targets).squeeze(1)) * valid
-        ctx.save_for_backward(logits, safe_targets, lse, valid, count)
-        return nll.sum() / count
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        logits, safe_targets, lse, valid, count = ctx.saved_tensors
-        g = (logits - lse[:, None]).exp_()  # M,V softmax, exponentiated in place
-        g.scatter_add_(1, safe_targets, torch.full_like(lse[:, None], -1.0))
-        g.mul_((grad / count) * valid[:, None])
-        return g, None
-
-
-def vocab_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``F.cross_entropy(logits.float(), targets)`` for vocabulary-sized logits, with a leaner backward."""
-    return _VocabCrossEntropy.apply(logits.float(), targets)
-
-
 def masked_lm_loss(encoder: nn.Module, head: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     logits, targets = masked_lm_logits(encoder, head, batch)
     return vocab_cross_entropy(logits, targets)
 
 
 class MaskedLMTask(EncoderTask):
-    """Logs ``{stage}/loss``, ``{stage}/acc`` (masked-token accuracy) and ``{stage}/perplexity``."""
+    """Logs ``{stage}/loss``, ``{stage}/acc`` (masked-token accuracy) and ``{stage}/perplexity``.
 
-    def __init__(self, encoder, head, optimizer, scheduler=None) -> None:
+    Leaves in the run what stage 2 starts from: the encoder alone (``encoder/``) and the MLM head kept
+    aside (``mlm_head.safetensors``) for prompt-style reuse.
+    """
+
+    kind = "pretrain"
+    head_kind = MaskedLMHead
+    targets = Targets.TOKENS
+    usage = "task=pretrain goes with head=mlm and an unlabelled corpus (data=text_corpus, data=wiki_en)"
+
+    def __init__(self, encoder, head, optimizer=None, scheduler=None) -> None:
         super().__init__(encoder, head, optimizer, scheduler)
         # Token-weighted means. (A vocabulary-sized MulticlassAccuracy would build a V×V confusion count.)
         metrics = MetricCollection({"acc": MeanMetric(), "nll": MeanMetric()})
@@ -102,6 +89,21 @@ class MaskedLMTask(EncoderTask):
                 self.log(f"{stage}/loss", mean_nll, prog_bar=True)
             self.log(f"{stage}/perplexity", torch.exp(mean_nll), prog_bar=stage == "val")
         nll.reset()
+
+    def logged_metrics(self) -> set[str]:
+        return super().logged_metrics() | {f"{stage}/perplexity" for stage in ("train", "val", "test")}
+
+    def save_artifacts(self, run: RunDir, datamodule) -> None:
+        super().save_artifacts(run, datamodule)
+        export_encoder(merged_copy(self.encoder), datamodule.tokenizer_dir, run.encoder)
+        save_mlm_head(self.head, run.mlm_head)
+        log.info("encoder exported to %s", run.encoder)
+
+    def prediction_rows(self, items, outputs):
+        raise UserError(
+            "a pre-training run predicts masked tokens, not labels — fine-tune it first (init=pretrained "
+            "init.path=RUN/encoder), or export it with encoderlab-export"
+        )
 
     def on_train_epoch_end(self):
         self._log_perplexity(self.train_metrics, "train")

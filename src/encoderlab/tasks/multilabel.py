@@ -7,6 +7,8 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MultilabelExactMatch, MultilabelF1Score
 
+from encoderlab.data.base import Targets
+from encoderlab.models.heads import SequenceClassifier
 from encoderlab.tasks.base import EncoderTask
 
 
@@ -14,11 +16,16 @@ class MultiLabelClassificationTask(EncoderTask):
     """Logs ``{stage}/loss``, ``{stage}/f1_micro``, ``{stage}/f1_macro`` and ``{stage}/subset_acc`` (all of a
     text's labels right). A label is predicted when its probability reaches ``threshold``."""
 
+    kind = "multilabel"
+    head_kind = SequenceClassifier
+    targets = Targets.LABEL_SETS
+    usage = "task=multilabel goes with head=classifier and label sets (data=multilabel_classification)"
+
     def __init__(
         self,
         encoder,
         head,
-        optimizer,
+        optimizer=None,
         scheduler=None,
         num_labels: int = 2,
         label_names=None,
@@ -47,5 +54,17 @@ class MultiLabelClassificationTask(EncoderTask):
         self.log_loss_and_metrics(loss, metrics, stage)
         return loss
 
-    def predict_step(self, batch, batch_idx):
+    def settings(self) -> dict:
+        return {"num_labels": self.num_labels, "label_names": self.label_names, "threshold": self.threshold}
+
+    def predict_step(self, batch, batch_idx=0):
         return torch.sigmoid(self(batch).float())
+
+    def prediction_rows(self, items, outputs):
+        """Every label whose sigmoid reaches ``threshold``, and each label's probability."""
+        names = self.label_names or [str(i) for i in range(self.num_labels)]
+        rows = []
+        for p in outputs.tolist():
+            chosen = [name for name, q in zip(names, p, strict=True) if q >= self.threshold]
+            rows.append({"labels": chosen, "probabilities": dict(zip(names, p, strict=True))})
+        return rows

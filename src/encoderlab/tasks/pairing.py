@@ -1,83 +1,84 @@
-"""Does the chosen task fit the head, the data and the metric to optimise? Checked before any training.
+"""Does the chosen task fit the data, the head and the metric to optimise? Checked before any training.
 
-Every mismatch is a ``UserError`` naming the options that go together, so ``task=regress data=sst2`` or
-``task=tag head=classifier`` fails in a line instead of deep inside a loss function.
+Nothing here knows a task, head or data set by name: each task declares the head class it sits on, the
+targets its data must carry and a usage line (:class:`encoderlab.tasks.base.EncoderTask`); each data
+module declares the targets its examples carry (:class:`encoderlab.data.base.Targets`). A mismatch is a
+``UserError`` that names what goes together, so ``task=regress data=sst2`` or ``task=tag head=classifier``
+fails in a line instead of deep inside a loss function.
 """
 
 from __future__ import annotations
 
-from torchmetrics import MetricCollection
+from torch import nn
 
-from encoderlab.data.datamodules import TextClassificationDataModule
-from encoderlab.data.multilabel import MultiLabelClassificationDataModule
-from encoderlab.data.token_classification import TokenClassificationDataModule
+# The built-in tasks, so that "which task reads this data?" can be answered for every data kind.
+import encoderlab.tasks.classification
+import encoderlab.tasks.cloze
+import encoderlab.tasks.masked_lm
+import encoderlab.tasks.multilabel
+import encoderlab.tasks.regression
+import encoderlab.tasks.token_classification  # noqa: F401
 from encoderlab.errors import UserError
-from encoderlab.models.heads import TokenClassifier
-from encoderlab.tasks.classification import SequenceClassificationTask
-from encoderlab.tasks.multilabel import MultiLabelClassificationTask
-from encoderlab.tasks.regression import SequenceRegressionTask
-from encoderlab.tasks.token_classification import TokenClassificationTask
-
-TAGGING = "task=tag head=token_classifier with word-tagged data (data=conll2003 or data=token_classification)"
+from encoderlab.tasks.base import EncoderTask
 
 
-def _data_kind(datamodule) -> str:
-    if isinstance(datamodule, TokenClassificationDataModule):
-        return "tags"
-    if isinstance(datamodule, MultiLabelClassificationDataModule):
-        return "multilabel"
-    if isinstance(datamodule, TextClassificationDataModule):
-        return "regression" if datamodule.regression else "classes"
-    return "other"
+def _declared_tasks(cls: type = EncoderTask) -> list[type[EncoderTask]]:
+    found = []
+    for sub in cls.__subclasses__():
+        if "targets" in vars(sub):
+            found.append(sub)
+        found += _declared_tasks(sub)
+    return found
 
 
-# What each task needs from the data, and the fix to print when it gets something else.
-NEEDS = {
-    SequenceClassificationTask: (
-        "classes",
-        "task=classify needs labelled classes; for one numeric target (data.num_labels=1) use task=regress, "
-        "for label sets data=multilabel_classification task=multilabel, for word tags " + TAGGING,
-    ),
-    SequenceRegressionTask: (
-        "regression",
-        "task=regress needs one numeric target per example — use data with data.num_labels=1 (e.g. data=stsb)",
-    ),
-    MultiLabelClassificationTask: (
-        "multilabel",
-        "task=multilabel needs label sets — use data=multilabel_classification",
-    ),
-    TokenClassificationTask: ("tags", "token classification needs " + TAGGING),
-}
+def tasks_reading(targets) -> list[str]:
+    """The ``task=`` options of the known tasks whose data carries ``targets``."""
+    return sorted({f"task={t.kind}" for t in _declared_tasks() if t.targets is targets})
 
 
-def logged_metrics(task) -> set[str]:
-    """The names the task logs: its loss per stage and every metric of its metric collections."""
-    names = {f"{stage}/loss" for stage in ("train", "val", "test")}
-    for module in task.children():
-        if isinstance(module, MetricCollection):
-            names.update(module.keys(keep_base=False))
-    return names
+def task_class(task_factory) -> type[EncoderTask] | None:
+    """The task class a ``task/`` partial builds; None for a factory function (nothing declared)."""
+    func = getattr(task_factory, "func", task_factory)
+    return func if isinstance(func, type) and issubclass(func, EncoderTask) else None
 
 
-def check_task_fits(task_type: type, head, datamodule) -> None:
-    """Raise a UserError when the task class, the head and the data do not go together (other tasks pass)."""
-    if not isinstance(task_type, type):  # a factory function, not a task class: nothing to check
+def check_data_fits(task: type[EncoderTask], datamodule) -> None:
+    """The data's examples carry what the task learns from."""
+    if datamodule.targets is task.targets:
         return
-    if isinstance(head, TokenClassifier) != issubclass(task_type, TokenClassificationTask):
-        raise UserError(f"head=token_classifier and task=tag go together — use {TAGGING}")
-    kind = _data_kind(datamodule)
-    for listed, (needed, fix) in NEEDS.items():
-        if task_type is listed and kind != needed:
-            raise UserError(fix)
-        if kind == needed and needed != "classes" and not issubclass(task_type, listed):
-            raise UserError(f"this data set needs its own task: {fix}")
+    others = tasks_reading(datamodule.targets)
+    hint = f"; for this data use {' or '.join(others)}" if others else ""
+    raise UserError(
+        f"task={task.kind} needs {task.targets.value}, but this data gives {datamodule.targets.value} — "
+        f"{task.usage}{hint}"
+    )
 
 
-def check_optimized_metric(task, optimized_metric: str | None) -> None:
+def build_head(
+    head_factory, encoder: nn.Module, task: type[EncoderTask] | None, head_kwargs: dict
+) -> nn.Module:
+    """The configured head on ``encoder``, refused unless it is the kind of head ``task`` declares."""
+    if task is None:  # a task built by a factory function declares nothing to check against
+        return head_factory(encoder, **head_kwargs)
+    try:
+        head = head_factory(encoder, **head_kwargs)
+    except TypeError as err:  # a head of another kind does not take this data's arguments
+        raise UserError(
+            f"the head does not fit task={task.kind} ({err}) — fix the task/head pair: {task.usage}"
+        ) from None
+    if not isinstance(head, task.head_kind):
+        raise UserError(
+            f"task={task.kind} needs a {task.head_kind.__name__} head, not a {type(head).__name__} — fix the "
+            f"task/head pair: {task.usage}"
+        )
+    return head
+
+
+def check_optimized_metric(task: EncoderTask, optimized_metric: str | None) -> None:
     """The metric the sweeper and the best checkpoint select by must be one this task logs."""
-    if type(task) not in NEEDS or not optimized_metric:
+    if not optimized_metric:
         return
-    logged = logged_metrics(task)
+    logged = task.logged_metrics()
     if optimized_metric not in logged:
         shown = sorted(name for name in logged if name.startswith("val/"))
         raise UserError(

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torchmetrics import MeanSquaredError, MetricCollection, PearsonCorrCoef, SpearmanCorrCoef
 
+from encoderlab.data.base import Targets
+from encoderlab.models.heads import SequenceClassifier
 from encoderlab.tasks.base import EncoderTask
 
 
@@ -16,8 +18,16 @@ class SequenceRegressionTask(EncoderTask):
     why training logs only the MSE. The head is any sequence head with one output (``head=classifier``).
     """
 
+    kind = "regress"
+    head_kind = SequenceClassifier
+    targets = Targets.SCORES
+    usage = (
+        "task=regress goes with head=classifier and one numeric target per example (data.num_labels=1, "
+        "e.g. data=stsb)"
+    )
+
     def __init__(
-        self, encoder, head, optimizer, scheduler=None, num_labels: int = 1, label_names=None
+        self, encoder, head, optimizer=None, scheduler=None, num_labels: int = 1, label_names=None
     ) -> None:
         super().__init__(encoder, head, optimizer, scheduler)
         if num_labels != 1:
@@ -38,5 +48,11 @@ class SequenceRegressionTask(EncoderTask):
         self.log_loss_and_metrics(loss, metrics, stage)
         return loss
 
-    def predict_step(self, batch, batch_idx):
+    def settings(self) -> dict:
+        return {"num_labels": 1}
+
+    def predict_step(self, batch, batch_idx=0):
         return self(batch)
+
+    def prediction_rows(self, items, outputs):
+        return [{"score": score} for score in outputs.float().tolist()]

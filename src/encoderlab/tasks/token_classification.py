@@ -7,9 +7,11 @@ import torch.nn.functional as F
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from encoderlab.data.base import Targets
 from encoderlab.data.collators import IGNORE_INDEX
+from encoderlab.models.heads import TokenClassifier
 from encoderlab.tasks.base import EncoderTask
-from encoderlab.tasks.entities import OUTSIDE, EntityScore
+from encoderlab.tasks.entities import OUTSIDE, EntityScore, entity_spans
 
 
 def word_predictions(
@@ -30,8 +32,16 @@ class TokenClassificationTask(EncoderTask):
     """Logs ``{stage}/loss`` and ``{stage}/token_acc`` (tokens that carry a label); ``val/`` and ``test/``
     also ``entity_precision``, ``entity_recall`` and ``entity_f1``, computed on word-level tags."""
 
+    kind = "tag"
+    head_kind = TokenClassifier
+    targets = Targets.WORD_TAGS
+    usage = (
+        "task=tag goes with head=token_classifier and word-tagged data (data=conll2003 or "
+        "data=token_classification)"
+    )
+
     def __init__(
-        self, encoder, head, optimizer, scheduler=None, num_labels: int = 2, label_names=None
+        self, encoder, head, optimizer=None, scheduler=None, num_labels: int = 2, label_names=None
     ) -> None:
         super().__init__(encoder, head, optimizer, scheduler)
         if label_names is None or len(label_names) != num_labels:
@@ -72,5 +82,29 @@ class TokenClassificationTask(EncoderTask):
             self.log_dict(entities, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
 
-    def predict_step(self, batch, batch_idx):
-        return torch.softmax(self(batch).float(), -1)
+    def settings(self) -> dict:
+        return {"num_labels": self.num_labels, "label_names": self.label_names}
+
+    def predict_step(self, batch, batch_idx=0):
+        """[B, W] label id per word (its first word piece's prediction; words cut off by truncation get
+        ``O``, as in evaluation), W the batch's ``word_index`` width."""
+        predictions = self(batch).argmax(-1)
+        n_words = int(batch["word_index"].max().item()) + 1 if batch["word_index"].numel() else 0
+        return word_predictions(predictions, batch["word_index"], n_words, self.outside_id)
+
+    def prediction_rows(self, items, outputs):
+        """Each sentence's words, one tag per word and the entities they form::
+
+        {"tokens": ["Ada", "Lovelace", "wrote"], "tags": ["B-PER", "I-PER", "O"],
+         "entities": [{"type": "PER", "start": 0, "end": 1, "text": "Ada Lovelace"}]}
+        """
+        rows = []
+        for words, ids in zip(items, outputs.tolist(), strict=True):
+            ids = ids + [self.outside_id] * (len(words) - len(ids))  # words past the last one seen
+            tags = [self.label_names[i] if i >= 0 else OUTSIDE for i in ids[: len(words)]]
+            entities = [
+                {"type": kind, "start": start, "end": end, "text": " ".join(words[start : end + 1])}
+                for kind, start, end in sorted(entity_spans(tags), key=lambda span: span[1])
+            ]
+            rows.append({"tokens": list(words), "tags": tags, "entities": entities})
+        return rows

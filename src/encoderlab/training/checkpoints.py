@@ -18,8 +18,9 @@ import torch
 
 from encoderlab.errors import UserError
 from encoderlab.formats.weights import describe_key_mismatch, few_keys
+from encoderlab.run.layout import LAST_CHECKPOINT_FILE
 
-LAST = "last.ckpt"
+LAST = LAST_CHECKPOINT_FILE
 
 
 class LastValidatedStep(pl.Callback):

@@ -10,7 +10,7 @@ from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
 from encoderlab.data.collators import IGNORE_INDEX
 from encoderlab.data.conll import read_conll
-from encoderlab.data.token_classification import (
+from encoderlab.data.tagging import (
     TokenClassificationDataModule,
     align_labels,
     continuation_labels,

@@ -10,26 +10,26 @@ dropped from the score).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from tokenizers import Tokenizer
 from torch.utils.data import Dataset
 
+from encoderlab.data.base import (
+    LabelledDataModule,
+    LabelMap,
+    Targets,
+    heldout_split,
+    hub_fingerprint,
+    load_hub_split,
+    local_file,
+    missing_file_error,
+    missing_train_error,
+)
 from encoderlab.data.collators import IGNORE_INDEX, pad_sequences
 from encoderlab.data.conll import read_tagged
-from encoderlab.data.datamodules import (
-    _hub_fingerprint,
-    _LabelledDataModule,
-    _load_hub_split,
-    _local,
-    _missing_train_error,
-    heldout_split,
-    write_label_map,
-)
 from encoderlab.data.readers import file_fingerprint
-from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids
+from encoderlab.data.tokenizer import encoding_copy, resolve_tokenizer, special_token_ids
 from encoderlab.errors import UserError
 
 OUTSIDE = "O"
@@ -39,6 +39,16 @@ def continuation_labels(label_names: list[str]) -> list[int]:
     """For each label id, the id a later piece of the same word gets: ``B-X`` → ``I-X`` when it exists."""
     ids = {name: i for i, name in enumerate(label_names)}
     return [ids.get("I-" + name[2:], i) if name.startswith("B-") else i for i, name in enumerate(label_names)]
+
+
+def word_starts(word_ids: list[int | None]) -> list[int]:
+    """Per token, the index of the word whose first piece it is (-1 on later pieces and special tokens)."""
+    starts: list[int] = []
+    previous = None
+    for w in word_ids:
+        starts.append(w if w is not None and w != previous else -1)
+        previous = w
+    return starts
 
 
 def align_labels(
@@ -53,23 +63,18 @@ def align_labels(
     labels (-100 on specials and, unless ``label_all_subtokens``, on every piece after a word's first)
     and, per token, the index of the word whose first piece it is (-1 elsewhere).
     """
+    starts = word_starts(word_ids)
     labels: list[int] = []
-    starts: list[int] = []
-    previous = None
-    for w in word_ids:
+    for w, start in zip(word_ids, starts, strict=True):
         if w is None:
             labels.append(IGNORE_INDEX)
-            starts.append(-1)
-        elif w != previous:
+        elif start >= 0:
             labels.append(word_labels[w])
-            starts.append(w)
         else:
             label = word_labels[w]
             labels.append(
                 (continuation[label] if continuation else label) if label_all_subtokens else IGNORE_INDEX
             )
-            starts.append(-1)
-        previous = w
     return labels, starts
 
 
@@ -108,6 +113,14 @@ class TaggingCollator:
         self.pad_id = pad_id
 
     def __call__(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        return {
+            **self.inputs(items),
+            "labels": pad_sequences([it["labels"] for it in items], IGNORE_INDEX),
+            "word_labels": pad_sequences([it["word_labels"] for it in items], IGNORE_INDEX),
+        }
+
+    def inputs(self, items: list[dict]) -> dict[str, torch.Tensor]:
+        """The padded model inputs and word starts alone (prediction has no labels)."""
         ids = [it["input_ids"] for it in items]
         input_ids = pad_sequences(ids, self.pad_id)
         attention_mask = torch.zeros_like(input_ids)
@@ -117,18 +130,19 @@ class TaggingCollator:
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "token_type_ids": torch.zeros_like(input_ids),
-            "labels": pad_sequences([it["labels"] for it in items], IGNORE_INDEX),
             "word_index": pad_sequences([it["word_index"] for it in items], -1),
-            "word_labels": pad_sequences([it["word_labels"] for it in items], IGNORE_INDEX),
         }
 
 
-class TokenClassificationDataModule(_LabelledDataModule):
+class TokenClassificationDataModule(LabelledDataModule):
     """Word-tagged sentences (CoNLL columns or JSONL lists) for a token classifier, with dynamic padding.
 
     ``label_names`` fixes the label set and its order (needed when the hub gives tags as integers);
     without it the labels are the training tags, ``O`` first, the rest sorted.
     """
+
+    targets = Targets.WORD_TAGS
+    prediction_input = "words"  # one prediction input is a sentence as a list of words
 
     def __init__(
         self,
@@ -153,11 +167,20 @@ class TokenClassificationDataModule(_LabelledDataModule):
         hub: dict | None = None,
         seed: int = 0,
     ):
-        super().__init__()
-        self._set_loading(
-            tokenizer, vocab_size, lowercase, max_seq_len, batch_size, train_limit, val_split,
-            group_by_length, num_workers, cache_dir, hub, seed,
-        )  # fmt: skip
+        super().__init__(
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            lowercase=lowercase,
+            max_seq_len=max_seq_len,
+            batch_size=batch_size,
+            train_limit=train_limit,
+            val_split=val_split,
+            group_by_length=group_by_length,
+            num_workers=num_workers,
+            cache_dir=cache_dir,
+            hub=hub,
+            seed=seed,
+        )
         if max_seq_len < 3:
             raise UserError(f"max_seq_len={max_seq_len} leaves no room for words — set data.max_seq_len >= 3")
         self.train_file = train_file
@@ -168,33 +191,25 @@ class TokenClassificationDataModule(_LabelledDataModule):
         self.tag_column = tag_column
         self.fixed_label_names = list(label_names) if label_names else None
         self.label_all_subtokens = label_all_subtokens
-        self.test_dataset: TaggedDataset | None = None
 
-    # -- label map ---------------------------------------------------------------------------
-    @property
-    def label_names(self) -> list[str]:
-        self._require()
-        return list(self._label_names)
+    @classmethod
+    def prediction_batch(cls, tokenizer: Tokenizer, max_seq_len: int, items: list) -> dict[str, torch.Tensor]:
+        """Model inputs and word starts for sentences (lists of words), encoded as in training.
 
-    @property
-    def label_map(self) -> dict[str, int]:
-        return {name: i for i, name in enumerate(self.label_names)}
+        ``word_index`` gives, per token, the index of the word it starts (-1 elsewhere): each word's tag
+        is read at its first piece, and words cut off by ``max_seq_len`` have none.
+        """
+        encodings = encoding_copy(tokenizer, max_seq_len).encode_batch(items, is_pretokenized=True)
+        items = [
+            {
+                "input_ids": torch.tensor(e.ids, dtype=torch.long),
+                "word_index": torch.tensor(word_starts(e.word_ids), dtype=torch.long),
+            }
+            for e in encodings
+        ]
+        return TaggingCollator(special_token_ids(tokenizer)["pad"]).inputs(items)
 
-    @property
-    def num_labels(self) -> int:
-        return len(self.label_names)
-
-    @property
-    def head_kwargs(self) -> dict:
-        return {"num_labels": self.num_labels}
-
-    @property
-    def task_kwargs(self) -> dict:
-        return {"num_labels": self.num_labels, "label_names": self.label_names}
-
-    def save_label_map(self, path: str | Path) -> None:
-        write_label_map(path, self.label_names)
-
+    # -- labels ------------------------------------------------------------------------------
     def _tag_names(self, tags: list[list], source: str) -> list[list[str]]:
         """Tags as names; integer tags (hub ClassLabels) are looked up in ``label_names``."""
         if not any(isinstance(t, int) and not isinstance(t, bool) for sent in tags for t in sent):
@@ -220,16 +235,16 @@ class TokenClassificationDataModule(_LabelledDataModule):
                     f"tag(s) {', '.join(unknown[:5])} in {source} are not in data.label_names — add them or set "
                     "data.label_names=null to take the labels from the training data"
                 )
-            self._label_names = list(self.fixed_label_names)
+            self._labels = LabelMap(self.fixed_label_names)
         else:
-            self._label_names = sorted(seen, key=lambda t: (t != OUTSIDE, t))
-        if len(self._label_names) < 2:
+            self._labels = LabelMap(sorted(seen, key=lambda t: (t != OUTSIDE, t)))
+        if len(self._labels) < 2:
             raise UserError(
-                f"{source} has only the tag(s) {', '.join(self._label_names)} — a tagger needs 2+ labels"
+                f"{source} has only the tag(s) {', '.join(self._labels.names)} — a tagger needs 2+ labels"
             )
 
     def _encode_tags(self, tags: list[list[str]], source: str) -> list[np.ndarray]:
-        mapping = {name: i for i, name in enumerate(self._label_names)}
+        mapping = self._labels.to_id
         out = []
         for sent in tags:
             try:
@@ -237,14 +252,14 @@ class TokenClassificationDataModule(_LabelledDataModule):
             except KeyError as err:
                 raise UserError(
                     f"tag {err.args[0]} in {source} does not occur in the training data (labels: "
-                    f"{', '.join(self._label_names[:10])}) — fix the file or set data.label_names"
+                    f"{', '.join(self._labels.names[:10])}) — fix the file or set data.label_names"
                 ) from None
         return out
 
     # -- data --------------------------------------------------------------------------------
     def _read_split(self, split_key: str, local: str | None, from_hub: bool):
         """((words, tags), source name, fingerprint) for a split, or None when it is not configured."""
-        path = _local(local)
+        path = local_file(local)
         if path is not None:
             words, tags = read_tagged(path, self.tokens_column, self.tags_column, self.tag_column)
             return (words, self._tag_names(tags, str(path))), str(path), file_fingerprint(path)
@@ -252,25 +267,21 @@ class TokenClassificationDataModule(_LabelledDataModule):
         if from_hub and (split_key == "train" or hub_split):
             tokens_col = self.hub.get("tokens_column", self.tokens_column)
             tags_col = self.hub.get("tags_column", self.tags_column)
-            data = _load_hub_split(self.hub, split_key, [tokens_col, tags_col], local)
+            data = load_hub_split(self.hub, split_key, [tokens_col, tags_col], local)
             source = f"hub:{self.hub.get('path')}"
             words = [[str(w) for w in ws] for ws in data[tokens_col]]
             return (
                 (words, self._tag_names(data[tags_col], source)),
                 source,
-                _hub_fingerprint(self.hub, split_key),
+                hub_fingerprint(self.hub, split_key),
             )
         if local is not None:
-            raise UserError(
-                f"data file not found: {local} — set data.{split_key}_file or ENCODERLAB_DATA_DIR"
-            )
+            raise missing_file_error(local, split_key)
         return None
 
     def _encode(self, tok: Tokenizer, words: list[list[str]], tags: list[np.ndarray]) -> TaggedDataset:
-        enc_tok = Tokenizer.from_str(tok.to_str())  # a copy, so truncation never leaks to the caller
-        enc_tok.no_padding()
-        enc_tok.enable_truncation(self.max_seq_len)
-        continuation = continuation_labels(self._label_names)
+        enc_tok = encoding_copy(tok, self.max_seq_len)
+        continuation = continuation_labels(self._labels.names)
         ids, labels, starts = [], [], []
         for e, word_labels in zip(enc_tok.encode_batch(words, is_pretokenized=True), tags, strict=True):
             token_labels, word_starts = align_labels(
@@ -282,9 +293,9 @@ class TokenClassificationDataModule(_LabelledDataModule):
         return TaggedDataset(ids, labels, starts, tags)
 
     def _prepare(self) -> None:
-        from_hub = _local(self.train_file) is None
+        from_hub = local_file(self.train_file) is None
         if from_hub and not self.hub:
-            raise _missing_train_error(self.train_file)
+            raise missing_train_error(self.train_file)
         (words, tags), train_src, train_fp = self._read_split("train", self.train_file, from_hub)
         if self.train_limit is not None:
             words, tags = words[: self.train_limit], tags[: self.train_limit]

@@ -1,0 +1,354 @@
+"""What every data module shares: ``prepare()``/``setup()``, the loaders, the label map, finding the data.
+
+Every data module exposes ``prepare()``, which the entry point calls before building the model: it loads
+or trains the tokenizer, reads and tokenizes the data (cached on disk) and builds the label map, so that
+``vocab_size``, ``head_kwargs`` and ``task_kwargs`` are known when the model is built.
+Local files always win; the optional ``hub`` dict is a fallback for when the local train file is absent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from tokenizers import Tokenizer
+from torch.utils.data import DataLoader, Dataset
+
+from encoderlab.data.samplers import (
+    EpochBatchSampler,
+    LengthGroupedSampler,
+    ResumableDataLoader,
+    ShuffledBatchSampler,
+)
+from encoderlab.data.tokenizer import copy_tokenizer
+from encoderlab.errors import UserError
+from encoderlab.run.layout import RunDir
+
+
+class Targets(Enum):
+    """What a data module's examples are labelled with (each data module class says, as ``targets``)."""
+
+    TOKENS = "unlabelled text (masked-token targets)"
+    CLASSES = "one class per text"
+    SCORES = "one numeric target per text"
+    LABEL_SETS = "a set of labels per text"
+    WORD_TAGS = "one tag per word"
+    PROMPTED_CLASSES = "one class per text, wrapped in a cloze prompt"
+
+
+# ------------------------------------------------------------------------------------ label map
+
+
+class LabelMap:
+    """Label names in id order (label ``i`` is ``names[i]``), saved with a run as ``label_map.json``."""
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._names = tuple(names)  # kept immutable: the ids of a prepared data module never change
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def to_id(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self._names)}
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LabelMap) and self._names == other._names
+
+    def __repr__(self) -> str:
+        return f"LabelMap({list(self._names)!r})"
+
+    def save(self, path: str | Path) -> None:
+        """``label_map.json``: the names in id order and the name → id map (``read`` uses the latter)."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        payload = {"label_names": self.names, "label_to_id": self.to_id}
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def read(cls, path: str | Path) -> LabelMap:
+        """The label map saved in ``path``; a UserError naming the file unless its ids are 0..N-1."""
+        path = Path(path)
+        try:
+            to_id = json.loads(path.read_text(encoding="utf-8"))["label_to_id"]
+            names = sorted(to_id, key=lambda name: to_id[name])
+            if [to_id[n] for n in names] != list(range(len(names))):
+                raise ValueError("ids are not 0..N-1")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            raise UserError(f"{path} is not a valid label map ({err}) — it should hold label_to_id") from None
+        return cls(names)
+
+
+# ------------------------------------------------------------------------ finding and checking data
+
+
+def local_file(path: str | None) -> Path | None:
+    """The local file if configured and present, else None (then the hub may be used)."""
+    return Path(path) if path is not None and Path(path).is_file() else None
+
+
+def missing_file_error(path: str, split: str) -> UserError:
+    return UserError(f"data file not found: {path} — set data.{split}_file or ENCODERLAB_DATA_DIR")
+
+
+def missing_train_error(train_file: str | None) -> UserError:
+    if train_file is None:
+        return UserError(
+            "no training data: data.train_file is not set and no data.hub is configured — set data.train_file"
+        )
+    return missing_file_error(train_file, "train")
+
+
+def load_hub_split(hub: dict, split_key: str, columns: list[str], local: str | None) -> dict[str, list]:
+    """Columns of one split of a Hugging Face dataset (``hub["splits"][split_key]``)."""
+    split = (hub.get("splits") or {}).get(split_key, {"train": "train"}.get(split_key))
+    name = hub.get("path")
+    try:
+        import datasets  # heavy; only needed on this fallback path
+
+        ds = datasets.load_dataset(name, hub.get("name"), split=split)
+    except Exception as e:
+        raise UserError(
+            f"local data file {local or '(data.train_file unset)'} is missing and hub dataset '{name}' split "
+            f"'{split}' could not be loaded ({type(e).__name__}) — set data.train_file or ENCODERLAB_DATA_DIR"
+        ) from None
+    for c in columns:
+        if c not in ds.column_names:
+            raise UserError(
+                f"column '{c}' not found in hub dataset '{name}' (available: {', '.join(ds.column_names)}) — "
+                "set data.hub.*_column"
+            )
+    return {c: list(ds[c]) for c in columns}
+
+
+def hub_fingerprint(hub: dict, split_key: str) -> str:
+    return "hub:" + json.dumps({"hub": hub, "split": split_key}, sort_keys=True, default=str)
+
+
+# The integer settings most data modules take, with their smallest sensible values.
+COUNT_MINIMUMS = {"batch_size": 1, "max_seq_len": 3, "vocab_size": 10, "num_workers": 0, "train_limit": 1}
+
+
+def check_counts(minimums: dict[str, int], values: dict[str, object]) -> None:
+    """Integer settings (``data.batch_size=abc`` arrives as a string) fail here, naming the key."""
+    for name, minimum in minimums.items():
+        value = values[name]
+        if value is None and name.endswith("_limit"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise UserError(f"data.{name}={value!r} must be an integer >= {minimum} — set data.{name}")
+
+
+def heldout_split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices: a seeded ``val_split`` fraction of ``n`` examples held out for validation."""
+    n_val = max(1, round(n * val_split))
+    if n - n_val < 1:
+        raise UserError(f"only {n} training example(s); cannot split off validation — set data.val_file")
+    perm = np.random.default_rng(seed).permutation(n)
+    # Sorted index sets keep file order inside each part (reproducible, diff-friendly).
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+def loader_kwargs(num_workers: int, seed: int) -> dict:
+    return {
+        "num_workers": num_workers,
+        "pin_memory": torch.cuda.is_available(),
+        "persistent_workers": num_workers > 0,
+        # Its own generator: starting an epoch's iterator then draws nothing from the global RNG (whose
+        # state a checkpoint restores), so a resumed run consumes random numbers exactly like an unbroken one.
+        "generator": torch.Generator().manual_seed(seed),
+    }
+
+
+# ---------------------------------------------------------------------------------- data modules
+
+
+class PreparedDataModule(pl.LightningDataModule):
+    """Shared ``prepare()``/``setup()`` plumbing and the properties the entry point reads.
+
+    Subclasses set ``targets`` (what their examples are labelled with), ``max_seq_len`` and ``lowercase``.
+    """
+
+    targets: Targets
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._prepared = False
+        self._tokenizer: Tokenizer | None = None
+        self._tokenizer_dir: str | None = None
+
+    def prepare(self) -> None:
+        if not self._prepared:
+            self._prepare()
+            self._prepared = True
+
+    def _prepare(self) -> None:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    def _require(self):
+        if not self._prepared:
+            raise RuntimeError(f"{type(self).__name__}.prepare() must run first")
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        self._require()
+        return self._tokenizer
+
+    @property
+    def tokenizer_dir(self) -> str:
+        self._require()
+        return self._tokenizer_dir
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    @property
+    def has_test(self) -> bool:
+        """Whether a labelled test split exists (the entry point then runs ``trainer.test``)."""
+        return getattr(self, "test_dataset", None) is not None
+
+    def describe(self) -> dict:
+        """Plain values a run records about its data, so predicting encodes new inputs the same way."""
+        return {"targets": self.targets.name, "max_seq_len": self.max_seq_len, "lowercase": self.lowercase}
+
+    def save_artifacts(self, run: RunDir) -> None:
+        """What the data leaves in a finished run: nothing here (a pre-training run's encoder export
+        carries its tokenizer)."""
+
+    def _resumable_train_loader(self, dataset, batch_sampler: EpochBatchSampler, collate_fn) -> DataLoader:
+        """The training loader: this process's share of each epoch's batches, resumable mid-epoch."""
+        trainer = self.trainer
+        if trainer is not None:
+            batch_sampler.shard(trainer.global_rank, trainer.world_size)
+
+        def batches_done() -> int:
+            return trainer.fit_loop.epoch_loop.batch_progress.current.processed if trainer else 0
+
+        return ResumableDataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            collate_fn=collate_fn,
+            batches_done=batches_done,
+            **loader_kwargs(self.num_workers, self.seed),
+        )
+
+    def _set_tokenizer(self, tokenizer: Tokenizer, location: str) -> None:
+        self._tokenizer = tokenizer
+        loc = Path(location)
+        self._tokenizer_dir = str(loc.parent if loc.is_file() else loc)
+
+
+class LabelledDataModule(PreparedDataModule):
+    """Labelled data: its label map, resumable (length-grouped or shuffled) training batches, ordered
+    evaluation batches.
+
+    Subclasses set ``train_dataset`` (with ``lengths``), ``val_dataset``, ``test_dataset`` (or None),
+    ``collator`` and the label map ``_labels`` in ``_prepare``.
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer: str | None,
+        vocab_size: int,
+        lowercase: bool,
+        max_seq_len: int,
+        batch_size: int,
+        train_limit: int | None,
+        val_split: float,
+        group_by_length: bool,
+        num_workers: int,
+        cache_dir: str,
+        hub: dict | None,
+        seed: int,
+    ) -> None:
+        super().__init__()
+        if not 0.0 < val_split < 1.0:
+            raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
+        self.tokenizer_path = tokenizer
+        self.vocab_size_target = vocab_size
+        self.lowercase = lowercase
+        self.max_seq_len = max_seq_len
+        self.batch_size = batch_size
+        self.train_limit = train_limit
+        self.val_split = val_split
+        self.group_by_length = group_by_length
+        self.num_workers = num_workers
+        self.cache_dir = cache_dir
+        self.hub = dict(hub) if hub else None
+        self.seed = seed
+        self.test_dataset: Dataset | None = None
+        self._labels = LabelMap(())
+
+    # -- label map ---------------------------------------------------------------------------
+    @property
+    def label_names(self) -> list[str]:
+        self._require()
+        return self._labels.names
+
+    @property
+    def label_map(self) -> dict[str, int]:
+        self._require()
+        return self._labels.to_id
+
+    @property
+    def num_labels(self) -> int:
+        self._require()
+        return len(self._labels)
+
+    @property
+    def head_kwargs(self) -> dict:
+        return {"num_labels": self.num_labels}
+
+    @property
+    def task_kwargs(self) -> dict:
+        return {"num_labels": self.num_labels, "label_names": self.label_names}
+
+    def save_label_map(self, path: str | Path) -> None:
+        self._require()
+        self._labels.save(path)
+
+    def save_artifacts(self, run: RunDir) -> None:
+        """The label map and a copy of the tokenizer: the run alone can then turn text into predictions."""
+        self.save_label_map(run.label_map)
+        copy_tokenizer(self.tokenizer_dir, run.tokenizer)
+
+    # -- loaders -----------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        self.prepare()
+        n, size = len(self.train_dataset), self.batch_size
+        sampler = (
+            LengthGroupedSampler(self.train_dataset.lengths, size, seed=self.seed)
+            if self.group_by_length
+            else ShuffledBatchSampler(n, size, seed=self.seed)
+        )
+        return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=self.collator,
+            **loader_kwargs(self.num_workers, self.seed),
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        self.prepare()
+        return self._eval_loader(self.val_dataset)
+
+    def test_dataloader(self) -> DataLoader | None:
+        self.prepare()
+        return self._eval_loader(self.test_dataset) if self.test_dataset is not None else None

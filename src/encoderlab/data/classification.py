@@ -1,0 +1,335 @@
+"""Labelled text for sequence classification: single texts or pairs, classes or (``num_labels=1``) scores."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+
+from encoderlab.data.base import (
+    COUNT_MINIMUMS,
+    LabelledDataModule,
+    LabelMap,
+    Targets,
+    check_counts,
+    heldout_split,
+    hub_fingerprint,
+    load_hub_split,
+    local_file,
+    missing_file_error,
+    missing_train_error,
+)
+from encoderlab.data.collators import PaddingCollator
+from encoderlab.data.datasets import LabelledDataset
+from encoderlab.data.readers import file_fingerprint, read_table
+from encoderlab.data.token_cache import cached_token_ids
+from encoderlab.data.tokenizer import encoding_copy, resolve_tokenizer, special_token_ids
+from encoderlab.errors import UserError
+
+_INT_LIKE = re.compile(r"^\s*\d+\s*$")
+
+
+def _empty_label_row(raw: list) -> int | None:
+    """1-based data row of the first missing label (an empty cell), or None."""
+    for i, v in enumerate(raw):
+        if v is None or (isinstance(v, str) and not v.strip()):
+            return i + 1
+    return None
+
+
+class TextClassificationDataModule(LabelledDataModule):
+    """Labelled text (single sentences or pairs) from CSV / TSV / JSONL, with dynamic padding.
+
+    ``num_labels=1`` means regression: labels are read as floats and no label map is built.
+    ``pairs=True`` declares a sentence-pair task: ``text_pair_column`` must then name the second text.
+    """
+
+    # One prediction input is a text; a ``(text, text_pair)`` tuple when the run has a text_pair_column.
+    prediction_input = "text"
+
+    def __init__(
+        self,
+        train_file: str | None = None,
+        val_file: str | None = None,
+        test_file: str | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        text_pair_column: str | None = None,
+        tokenizer: str | None = None,
+        vocab_size: int = 8192,
+        lowercase: bool = True,
+        max_seq_len: int = 128,
+        batch_size: int = 32,
+        train_limit: int | None = None,
+        train_sample: int | None = None,
+        val_split: float = 0.1,
+        pairs: bool = False,
+        num_labels: int | None = None,
+        group_by_length: bool = True,
+        num_workers: int = 0,
+        cache_dir: str = ".cache/encoderlab",
+        hub: dict | None = None,
+        seed: int = 0,
+    ):
+        check_counts(COUNT_MINIMUMS, locals())
+        super().__init__(
+            tokenizer=tokenizer,
+            vocab_size=vocab_size,
+            lowercase=lowercase,
+            max_seq_len=max_seq_len,
+            batch_size=batch_size,
+            train_limit=train_limit,
+            val_split=val_split,
+            group_by_length=group_by_length,
+            num_workers=num_workers,
+            cache_dir=cache_dir,
+            hub=hub,
+            seed=seed,
+        )
+        if pairs and not text_pair_column:
+            raise UserError(
+                f"a sentence-pair task (data.pairs=true) needs two text columns but only data.text_column="
+                f"{text_column} is set — set data.text_pair_column to the second text's column"
+            )
+        self.train_file = train_file
+        self.val_file = val_file
+        self.test_file = test_file
+        self.text_column = text_column
+        self.label_column = label_column
+        self.text_pair_column = text_pair_column
+        self.train_sample = train_sample
+        self.num_labels_expected = num_labels
+
+    @property
+    def regression(self) -> bool:
+        return self.num_labels_expected == 1
+
+    @property
+    def targets(self) -> Targets:
+        return Targets.SCORES if self.regression else Targets.CLASSES
+
+    @property
+    def num_labels(self) -> int:
+        self._require()
+        return 1 if self.regression else len(self._labels)  # regression: one output, no label map
+
+    def describe(self) -> dict:
+        return {
+            **super().describe(),
+            "text_column": self.text_column,
+            "text_pair_column": self.text_pair_column,
+        }
+
+    @classmethod
+    def prediction_batch(cls, tokenizer: Tokenizer, max_seq_len: int, items: list) -> dict[str, torch.Tensor]:
+        """Model inputs for raw texts (strings, or ``(text, text_pair)`` tuples), encoded as in training.
+
+        ``[CLS] a [SEP] b [SEP]`` with token types 0 / 1, truncated to ``max_seq_len`` (pairs longest-first,
+        as the token-id cache does) and padded to the batch's longest, as the training collator pads.
+        """
+        encodings = encoding_copy(tokenizer, max_seq_len).encode_batch(items, add_special_tokens=True)
+        items = [
+            {
+                "input_ids": torch.tensor(e.ids, dtype=torch.long),
+                "token_type_ids": torch.tensor(e.type_ids, dtype=torch.long),
+            }
+            for e in encodings
+        ]
+        return PaddingCollator(special_token_ids(tokenizer)["pad"]).inputs(items)
+
+    # -- labels ------------------------------------------------------------------------------
+    def _check_labels_present(self, raw: list, source: str) -> None:
+        row = _empty_label_row(raw)
+        if row is not None:
+            raise UserError(
+                f"data row {row} of {source} has no label (empty '{self.label_column}' cell) — "
+                "fill it in or remove the row"
+            )
+
+    @staticmethod
+    def _regression_targets(raw: list, source: str) -> np.ndarray:
+        try:
+            values = np.asarray([float(v) for v in raw], dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise UserError(
+                f"non-numeric label in {source} ({e}) — regression (num_labels=1) needs numbers"
+            ) from None
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise UserError(
+                f"label '{raw[bad[0]]}' in data row {bad[0] + 1} of {source} is not a finite number "
+                f"({len(bad)} such rows) — regression targets must be finite: fix or drop those rows"
+            )
+        return values
+
+    def _build_label_map(self, raw: list, source: str) -> None:
+        self._check_labels_present(raw, source)
+        if self.regression:
+            self._regression_targets(raw, source)  # fail on NaN targets before any other work
+            self._labels = LabelMap(())
+            self._int_labels = False
+            return
+        self._int_labels = all(
+            (isinstance(v, int) and not isinstance(v, bool) and v >= 0)
+            or (isinstance(v, str) and _INT_LIKE.match(v))
+            for v in raw
+        )
+        if self._int_labels:
+            names = [str(i) for i in range(max(int(v) for v in raw) + 1)]
+        else:
+            names = sorted({str(v) for v in raw})
+        self._labels = LabelMap(names)
+        found = len(names)
+        if self.num_labels_expected is not None and self.num_labels_expected != found:
+            raise UserError(
+                f"num_labels={self.num_labels_expected} but {source} has {found} labels "
+                f"({', '.join(names[:10])}{', ...' if found > 10 else ''}) — set data.num_labels={found}"
+            )
+
+    def _encode_labels(self, raw: list, source: str) -> np.ndarray:
+        self._check_labels_present(raw, source)
+        if self.regression:
+            return self._regression_targets(raw, source)
+        mapping = self._labels.to_id
+        out = np.empty(len(raw), dtype=np.int64)
+        for i, v in enumerate(raw):
+            key = str(int(v)) if self._int_labels and _INT_LIKE.match(str(v)) else str(v)
+            if key not in mapping:
+                raise UserError(
+                    f"label '{v}' in {source} does not occur in the training data (labels: "
+                    f"{', '.join(self._labels.names[:10])}) — fix the file or data.label_column"
+                )
+            out[i] = mapping[key]
+        return out
+
+    # -- data --------------------------------------------------------------------------------
+    def _columns(self) -> list[str]:
+        cols = [self.text_column, self.label_column]
+        return cols + [self.text_pair_column] if self.text_pair_column else cols
+
+    def _hub_columns(self) -> tuple[list[str], dict[str, str]]:
+        """Hub column names, and how they map onto the local names."""
+        rename = {
+            self.hub.get("text_column", self.text_column): self.text_column,
+            self.hub.get("label_column", self.label_column): self.label_column,
+        }
+        if self.text_pair_column:
+            rename[self.hub.get("text_pair_column", self.text_pair_column)] = self.text_pair_column
+        return list(rename), rename
+
+    def _read_split(
+        self, split_key: str, local: str | None, from_hub: bool
+    ) -> tuple[dict[str, list], str, str] | None:
+        """(columns, source name, fingerprint) for a split, or None when it is not configured."""
+        path = local_file(local)
+        if path is not None:
+            return read_table(path, self._columns()), str(path), file_fingerprint(path)
+        hub_split = (self.hub or {}).get("splits", {}).get(split_key) if from_hub else None
+        if from_hub and (split_key == "train" or hub_split):
+            cols, rename = self._hub_columns()
+            data = load_hub_split(self.hub, split_key, cols, local)
+            return (
+                {rename[c]: v for c, v in data.items()},
+                f"hub:{self.hub.get('path')}",
+                hub_fingerprint(self.hub, split_key),
+            )
+        if local is not None:
+            raise missing_file_error(local, split_key)
+        return None
+
+    def _texts(self, table: dict[str, list]) -> Callable[[], list]:
+        def norm(v) -> str:
+            return "" if v is None else str(v)
+
+        a = [norm(v) for v in table[self.text_column]]
+        if not self.text_pair_column:
+            return lambda: a
+        b = [norm(v) for v in table[self.text_pair_column]]
+        return lambda: list(zip(a, b, strict=True))
+
+    def _prepare(self) -> None:
+        from_hub = local_file(self.train_file) is None
+        if from_hub and not self.hub:
+            raise missing_train_error(self.train_file)
+        train, train_src, train_fp = self._read_split("train", self.train_file, from_hub)
+        if self.train_limit is not None:
+            train = {c: v[: self.train_limit] for c, v in train.items()}
+        # The label map comes from the whole training set: a small sample keeps every label and label id.
+        self._build_label_map(train[self.label_column], train_src)
+        if self.train_sample is not None:
+            train = self._sample(train, train_src)
+        sample = f":sample={self.train_sample}:seed={self.seed}" if self.train_sample is not None else ""
+        train_fp = f"{train_fp}:limit={self.train_limit}{sample}:cols={self._columns()}"
+
+        val = self._read_split("val", self.val_file, from_hub)
+        if val is None:
+            train, val_table = self._split_off_val(train)
+            train_fp = f"{train_fp}:split={self.val_split}:seed={self.seed}"
+            val = (val_table, f"{train_src} (val_split={self.val_split})", f"{train_fp}:val")
+        test = self._read_split("test", self.test_file, from_hub)
+
+        pairs = bool(self.text_pair_column)
+        train_texts = self._texts(train)
+
+        def tokenizer_texts():
+            for item in train_texts():
+                yield from (item if pairs else (item,))
+
+        tok, location = resolve_tokenizer(
+            self.tokenizer_path,
+            tokenizer_texts,
+            self.vocab_size_target,
+            self.lowercase,
+            self.cache_dir,
+            train_fp,
+        )
+        self._set_tokenizer(tok, location)
+        self.pad_id = special_token_ids(tok)["pad"]
+
+        def build(table: dict[str, list], source: str, fp: str) -> LabelledDataset:
+            labels = self._encode_labels(table[self.label_column], source)
+            ids = cached_token_ids(
+                self._texts(table),
+                tok,
+                self.cache_dir,
+                [fp, str(self._columns())],
+                add_special_tokens=True,
+                max_length=self.max_seq_len,
+                pairs=pairs,
+            )
+            return LabelledDataset(ids, labels)
+
+        self.train_dataset = build(train, train_src, train_fp)
+        self.val_dataset = build(*val)
+        self.test_dataset = build(*test) if test is not None else None
+        self.collator = PaddingCollator(self.pad_id)
+
+    def _sample(self, table: dict[str, list], source: str) -> dict[str, list]:
+        """``train_sample`` random examples drawn with ``seed`` (one draw per seed in a few-shot study).
+
+        Classification samples hold every label at least once when there are enough places (a 32-example
+        draw from a skewed set could otherwise miss a class); the remaining places are drawn at random.
+        """
+        n = len(table[self.label_column])
+        if not 1 <= self.train_sample <= n:
+            raise UserError(
+                f"data.train_sample={self.train_sample} but {source} has {n} training examples — "
+                f"choose 1 <= data.train_sample <= {n}"
+            )
+        order = np.random.default_rng(self.seed).permutation(n)
+        first_of_label: dict[str, int] = {}
+        if not self.regression:
+            for i in order:
+                first_of_label.setdefault(str(table[self.label_column][i]), int(i))
+        picked = list(first_of_label.values()) if len(first_of_label) <= self.train_sample else []
+        taken = set(picked)
+        picked += [int(i) for i in order if int(i) not in taken][: self.train_sample - len(picked)]
+        return {c: [v[i] for i in sorted(picked)] for c, v in table.items()}
+
+    def _split_off_val(self, table: dict[str, list]) -> tuple[dict[str, list], dict[str, list]]:
+        train_idx, val_idx = heldout_split(len(table[self.label_column]), self.val_split, self.seed)
+        pick = lambda idx: {c: [v[i] for i in idx] for c, v in table.items()}  # noqa: E731
+        return pick(train_idx), pick(val_idx)

@@ -1,0 +1,124 @@
+"""The run directory: every file name a run leaves, spelled once.
+
+Writers (the entry point, tasks saving their artifacts, callbacks) and readers (predict, export, compare,
+doctor, reproduce) both go through :class:`RunDir`, so a renamed file is renamed everywhere::
+
+    <run>/
+      .hydra/config.yaml  .hydra/hydra.yaml  .hydra/overrides.yaml   Hydra's own
+      run.json        what the run was (code, packages, seed, times, status)        run/record.py
+      metrics.json    final metrics                                                  the entry point
+      task.json       what the run trained: task, head, encoder config, labels      tasks (save_artifacts)
+      label_map.json  label names in id order                                        labelled data
+      tokenizer/      the tokenizer the run used                                     tasks
+      encoder/        the encoder export (pre-training; merged LoRA on request)      tasks
+      mlm_head.safetensors   the pre-training head, kept for prompt-style reuse      MaskedLMTask
+      adapter/        LoRA tensors + head                                            tasks
+      checkpoints/last.ckpt  csv/metrics.csv  csv/hparams.yaml  train.log
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+HYDRA_DIR = ".hydra"
+CHECKPOINTS_DIR = "checkpoints"
+LAST_CHECKPOINT_FILE = "last.ckpt"
+CSV_DIR = "csv"  # Lightning's CSVLogger writes here (conf/logger/csv.yaml names it too)
+SWEEP_REPORT_FILE = "sweep.json"  # in a multirun directory, beside the jobs
+MULTIRUN_FILE = "multirun.yaml"
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory's paths. Constructing one touches nothing on disk."""
+
+    path: Path
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        object.__setattr__(self, "path", Path(path))
+
+    # ------------------------------------------------------------------ written by encoderlab
+    @property
+    def record(self) -> Path:
+        return self.path / "run.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.json"
+
+    @property
+    def task(self) -> Path:
+        return self.path / "task.json"
+
+    @property
+    def label_map(self) -> Path:
+        return self.path / "label_map.json"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.path / "tokenizer"
+
+    @property
+    def encoder(self) -> Path:
+        return self.path / "encoder"
+
+    @property
+    def mlm_head(self) -> Path:
+        return self.path / "mlm_head.safetensors"
+
+    @property
+    def adapter(self) -> Path:
+        return self.path / "adapter"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / LAST_CHECKPOINT_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.path / "train.log"
+
+    # ------------------------------------------------------------------ written by Hydra / Lightning
+    @property
+    def hydra(self) -> Path:
+        return self.path / HYDRA_DIR
+
+    @property
+    def config(self) -> Path:
+        return self.hydra / "config.yaml"
+
+    @property
+    def hydra_runtime(self) -> Path:
+        return self.hydra / "hydra.yaml"
+
+    @property
+    def overrides(self) -> Path:
+        return self.hydra / "overrides.yaml"
+
+    @property
+    def curves(self) -> Path:
+        return self.path / CSV_DIR / "metrics.csv"
+
+    @property
+    def logged_hparams(self) -> Path:
+        return self.path / CSV_DIR / "hparams.yaml"
+
+    # ------------------------------------------------------------------ what makes a run
+    def is_run(self) -> bool:
+        """A run directory: what ``encoderlab-train`` leaves from its first second (run.json or the config)."""
+        return self.path.is_dir() and (self.record.is_file() or self.config.is_file())
+
+    def __truediv__(self, other: str) -> Path:
+        return self.path / other
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def __fspath__(self) -> str:  # a RunDir is a path: Path(run), open(run / ...), RunDir(run)
+        return str(self.path)
