@@ -3,9 +3,10 @@
 One interpreter imports ``encoderlab.cli.train`` once; each command line then runs in a process forked from it,
 through the real entry point (``encoderlab.cli.train:main``) with its own argv, working directory and stderr —
 what ``python -m encoderlab.train ARGS`` does, minus ~5 s of imports per command. Two run at a time.
-CASES.json: ``{name: {"argv": [...], "cwd": "...", "module": "encoderlab.cli.predict", "env": {...}}}`` (module
-and env optional; other modules' ``main(argv)`` run the same way); RESULTS.json: ``{name: {"returncode",
-"stderr"}}``.
+CASES.json: ``{name: {"argv": [...], "cwd": "...", "module": "encoderlab.cli.predict", "env": {...}, "hide":
+["peft"]}}`` (module, env and hide optional; other modules' ``main(argv)`` run the same way; ``hide`` makes
+those packages uninstalled for that command, as ``sys.modules[name] = None`` does); RESULTS.json: ``{name:
+{"returncode", "stderr"}}``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,12 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import encoderlab.cli.compare
+import encoderlab.cli.demo
+import encoderlab.cli.doctor
 import encoderlab.cli.export
 import encoderlab.cli.predict
+import encoderlab.cli.reproduce
 import encoderlab.cli.train
 
 PARALLEL = 2
@@ -30,6 +35,10 @@ def _child(case: dict, stderr_path: str) -> None:
     try:
         os.chdir(case["cwd"])
         os.environ.update(case.get("env", {}))
+        for hidden in case.get("hide", []):
+            for loaded in [m for m in sys.modules if m == hidden or m.startswith(f"{hidden}.")]:
+                del sys.modules[loaded]
+            sys.modules[hidden] = None  # import raises ModuleNotFoundError, as if it were not installed
         os.dup2(os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), 2)
         os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
         module = importlib.import_module(case.get("module", "encoderlab.cli.train"))

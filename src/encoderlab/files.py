@@ -1,7 +1,12 @@
-"""Writing files and directories so that a crash never leaves a half-written one behind."""
+"""Writing files and directories so that a crash never leaves a half-written one behind.
+
+A write that fails for lack of space (a full disk or quota) raises ``NoSpaceLeft``, a ``UserError``: one line
+naming the path and saying that what was there before is intact.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -9,6 +14,33 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from encoderlab.errors import UserError
+
+# How a library that writes through its own I/O words a full disk (safetensors' Rust error carries the OS's).
+_NO_SPACE_WORDS = ("No space left on device", "StorageFull", "Disk quota exceeded")
+
+
+class NoSpaceLeft(UserError):
+    """A write that failed for lack of space; the file it was to replace is intact."""
+
+
+def out_of_space(err: BaseException | None) -> bool:
+    """Whether ``err``, or what it wraps, is a full disk or quota (ENOSPC / EDQUOT)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(words in str(err) for words in _NO_SPACE_WORDS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def no_space_error(path: Path, existed: bool, retry: str = "run it again") -> NoSpaceLeft:
+    kept = f"the previous {path.name} is intact" if existed else "nothing half-written was left"
+    return NoSpaceLeft(f"no space left on device writing {path} — {kept}; free space and {retry}")
 
 
 @contextmanager
@@ -19,6 +51,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(name)
@@ -26,6 +59,10 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
         yield tmp
         tmp.chmod(0o644)  # mkstemp's (and safetensors') 0600 would hide run files from other users
         os.replace(tmp, path)
+    except Exception as err:
+        if out_of_space(err):
+            raise no_space_error(path, existed) from err
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -55,6 +92,7 @@ def atomic_directory(path: str | Path, replace: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    existed = path.exists()
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     tmp.chmod(0o755)  # mkdtemp's 0700 would hide the directory from other users
     try:
@@ -67,6 +105,10 @@ def atomic_directory(path: str | Path, replace: bool = True) -> Iterator[Path]:
             except OSError:
                 if not path.is_dir():
                     raise
+    except Exception as err:
+        if out_of_space(err):
+            raise no_space_error(path, existed) from err
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

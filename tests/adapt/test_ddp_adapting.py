@@ -1,4 +1,6 @@
-"""Gradual unfreezing and LoRA under DDP (two CPU processes, gloo): no unused-parameter errors."""
+"""Gradual unfreezing and LoRA under DDP (two CPU processes, gloo): no unused-parameter errors, and what
+the policy trains is what changed (the spawned processes train copies; the parent gets rank 0's weights
+back)."""
 
 from __future__ import annotations
 
@@ -34,9 +36,9 @@ def toy_task() -> SequenceClassificationTask:
     return SequenceClassificationTask(encoder, head, optimizer=partial(torch.optim.AdamW, lr=1e-2))
 
 
-def fit_ddp(task, callbacks, **ddp) -> None:
+def fit_ddp(task, callbacks, max_steps: int = 7, **ddp) -> None:
     trainer = pl.Trainer(
-        max_steps=7,
+        max_steps=max_steps,
         accelerator="cpu",
         devices=2,
         strategy=DDPStrategy(start_method="spawn", **ddp),
@@ -49,14 +51,36 @@ def fit_ddp(task, callbacks, **ddp) -> None:
     trainer.fit(task, DataLoader(Toy(), batch_size=4))
 
 
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def changed(module: torch.nn.Module, before: dict[str, torch.Tensor]) -> dict[str, bool]:
+    return {name: not torch.equal(p, before[name]) for name, p in module.named_parameters()}
+
+
 @pytest.mark.slow
 def test_gradual_unfreezing_under_ddp():
     task, policy = toy_task(), FreezeGradual(every_n_steps=2)
     freeze_for_optimizer(task, policy)
-    before = task.encoder.embeddings.word_embeddings.weight.detach().clone()
-    fit_ddp(task, [GradualUnfreezing(policy)], find_unused_parameters=True)  # raises if a rank fails
-    # Spawned workers train copies; the parent's weights come back from rank 0 — all groups thawed by step 6.
-    assert not torch.equal(task.encoder.embeddings.word_embeddings.weight, before)
+    before = {name: snapshot(module) for name, module in [("head", task.head), *stage_modules(task)]}
+    # Steps 0 and 1 train the head alone, step 2 adds the top layer; layer 0 and the embeddings stay frozen.
+    fit_ddp(
+        task, [GradualUnfreezing(policy)], max_steps=3, find_unused_parameters=True
+    )  # raises if a rank fails
+    after = {
+        name: changed(module, before[name]) for name, module in [("head", task.head), *stage_modules(task)]
+    }
+    assert all(after["head"].values()) and all(after["layer 1"].values()), after
+    assert not any(after["layer 0"].values()) and not any(after["embeddings"].values()), after
+
+
+def stage_modules(task) -> list[tuple[str, torch.nn.Module]]:
+    return [
+        ("layer 1", task.encoder.layers[1]),
+        ("layer 0", task.encoder.layers[0]),
+        ("embeddings", task.encoder.embeddings),
+    ]
 
 
 @pytest.mark.slow
@@ -64,6 +88,15 @@ def test_lora_under_plain_ddp():
     task = toy_task()
     LoRA(r=2).apply(task.encoder)
     freeze(task, NoFreeze())
-    base = task.encoder.layers[0].attention.query.base_layer.weight.detach().clone()
+    adapters = {n: p for n, p in task.encoder.named_parameters() if "lora_B" in n}
+    assert len(adapters) == 4 and all(not p.any() for p in adapters.values())  # query and value, 2 layers
+    base = {n: p.detach().clone() for n, p in task.encoder.named_parameters() if "lora_" not in n}
+    head = snapshot(task.head)
     fit_ddp(task, [])
-    assert torch.equal(task.encoder.layers[0].attention.query.base_layer.weight, base)
+    # The B matrices start at zero (the update B A is zero): each moved off it; the encoder's own weights did not.
+    trained = dict(task.encoder.named_parameters())
+    assert all(trained[n].abs().max() > 1e-4 for n in adapters), {
+        n: float(trained[n].abs().max()) for n in adapters
+    }
+    assert all(torch.equal(trained[n], w) for n, w in base.items())
+    assert all(changed(task.head, head).values())

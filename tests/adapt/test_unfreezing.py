@@ -132,7 +132,7 @@ def test_an_optimizer_without_the_later_stages_is_refused():
 def test_ddp_without_unused_parameter_detection_is_refused():
     callback = GradualUnfreezing(FreezeGradual(every_n_steps=1))
     trainer = SimpleNamespace(strategy=DDPStrategy())
-    with pytest.raises(UserError, match="ddp_find_unused_parameters_true"):
+    with pytest.raises(UserError, match="trainer.strategy.find_unused_parameters=true"):
         callback.setup(trainer, None, "fit")
 
 

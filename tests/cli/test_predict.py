@@ -8,6 +8,7 @@ import json
 import shutil
 import sys
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -42,10 +43,17 @@ def tokenizer_dir(tmp_path_factory):
 def run_dir(tmp_path_factory, data_dir, cache_dir, tokenizer_dir):
     """A fine-tuned classifier, trained through the real entry point (once for this module)."""
     run = tmp_path_factory.mktemp("predict") / "run"
-    proc = run_train(
-        [*FAST, f"data.tokenizer={tokenizer_dir}", f"data.max_seq_len={MAX_LEN}", f"hydra.run.dir={run}"],
-        cli_env(data_dir, cache_dir),
-    )
+    overrides = [
+        *FAST,
+        f"data.tokenizer={tokenizer_dir}",
+        f"data.max_seq_len={MAX_LEN}",
+        "trainer.limit_val_batches=1.0",  # the whole dev set: the logged val/* metrics are over dev.tsv
+        "trainer.limit_train_batches=30",
+        "trainer.max_steps=30",
+        "optimizer.lr=1e-3",  # far enough from chance that both classes are predicted
+        f"hydra.run.dir={run}",
+    ]
+    proc = run_train(overrides, cli_env(data_dir, cache_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run
 
@@ -91,6 +99,25 @@ def test_predictions_equal_the_models_forward(run_dir, tokenizer_dir, tmp_path):
     assert main([str(run_dir), "--input", str(src), "--output", str(out), "--batch-size", "4"]) == 0
     check_rows(read_jsonl(out), TEXTS, reference_probabilities(run_dir, tokenizer_dir, TEXTS))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_logged_accuracy_and_macro_f1_equal_a_direct_computation(run_dir, tokenizer_dir, data_dir):
+    """val/acc and val/f1_macro of metrics.json, recomputed by hand from the model's own predictions on
+    the dev set (the final validation ran on the weights of last.ckpt)."""
+    rows = [line.split("\t") for line in (data_dir / "sst2/dev.tsv").read_text().splitlines()[1:]]
+    names = json.loads((run_dir / "label_map.json").read_text())["label_names"]
+    gold = np.array([names.index(label) for _, label in rows])
+    predicted = reference_probabilities(run_dir, tokenizer_dir, [text for text, _ in rows]).argmax(-1).numpy()
+    assert set(predicted) == {0, 1}  # both classes predicted: a per-class F1 that means something
+    f1 = []
+    for label in range(len(names)):
+        tp = np.sum((predicted == label) & (gold == label))
+        fp = np.sum((predicted == label) & (gold != label))
+        fn = np.sum((predicted != label) & (gold == label))
+        f1.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["val/acc"] == pytest.approx(np.mean(predicted == gold), abs=1e-6)
+    assert metrics["val/f1_macro"] == pytest.approx(np.mean(f1), abs=1e-6)
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])

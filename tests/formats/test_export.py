@@ -104,7 +104,7 @@ def test_dropout_can_be_changed_on_load_without_touching_weights(exported):
 
 def test_dropout_override_out_of_range_is_refused(exported):
     _, out = exported
-    with pytest.raises(UserError, match=r"init.dropout=1.0 must be in \[0, 1\)"):
+    with pytest.raises(UserError, match=r"init.dropout=1.0 must be a number in \[0, 1\)"):
         FromExport(str(out), dropout=1.0)
 
 

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from encoderlab.errors import UserError
 from encoderlab.models.encoder import PRESETS, Encoder, EncoderConfig, build, from_preset
 
 
@@ -74,6 +75,27 @@ def test_config_validation_and_round_trip():
     assert EncoderConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="unknown encoder config keys"):
         EncoderConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        (
+            {"heads": 3},
+            "encoder.heads=3 must divide encoder.hidden=32 — choose encoder.heads from 1, 2, 4, 8, 16, 32",
+        ),
+        ({"dropout": 1.5}, r"encoder.dropout=1.5 must be a number in \[0, 1\)"),
+        ({"attention_dropout": -0.1}, r"encoder.attention_dropout=-0.1 must be a number in \[0, 1\)"),
+        ({"layers": 0}, "encoder.layers=0 must be an integer >= 1"),
+        ({"hidden": "wide"}, "encoder.hidden='wide' must be an integer >= 1"),
+        ({"max_positions": 2.5}, "encoder.max_positions=2.5 must be an integer >= 1"),
+        ({"layer_norm_eps": 0}, "encoder.layer_norm_eps=0 must be a number > 0"),
+        ({"position_init": "random"}, "encoder.position_init='random' must be one of normal, sinusoidal"),
+    ],
+)
+def test_build_names_the_encoder_setting_it_refuses(setting, message):
+    with pytest.raises(UserError, match=message):
+        build(vocab_size=50, **{"layers": 1, "hidden": 32, "heads": 2, **setting})
 
 
 def test_too_long_input_is_rejected():

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from encoderlab.errors import UserError
 from encoderlab.models.encoder import build
-from encoderlab.models.heads import MaskedLMHead, SequenceClassifier, pool
+from encoderlab.models.heads import MaskedLMHead, SequenceClassifier, TokenClassifier, pool
 
 
 @pytest.fixture
@@ -46,8 +47,10 @@ def test_classifier_is_freshly_initialised(encoder):
     assert 0.01 < head.out.weight.std().item() < 0.03
 
 
-def test_bad_head_arguments(encoder):
-    with pytest.raises(ValueError, match="pooling"):
+def test_bad_head_arguments_name_their_setting(encoder):
+    with pytest.raises(UserError, match="head.pooling='first' must be one of cls, mean, max"):
         SequenceClassifier(encoder, num_labels=2, pooling="first")
-    with pytest.raises(ValueError, match="hidden_layers"):
+    with pytest.raises(UserError, match="head.hidden_layers=3 must be one of 1, 2"):
         SequenceClassifier(encoder, num_labels=2, hidden_layers=3)
+    with pytest.raises(UserError, match=r"head.dropout=1.0 must be a number in \[0, 1\)"):
+        TokenClassifier(encoder, num_labels=3, dropout=1.0)

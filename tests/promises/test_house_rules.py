@@ -17,6 +17,7 @@ from tests.conftest import REPO
 SRC = REPO / "src" / "encoderlab"
 RUN_FILES = (
     "run.json",
+    "run.lock",
     "metrics.json",
     "task.json",
     "label_map.json",

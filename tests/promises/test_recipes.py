@@ -10,10 +10,13 @@ import json
 import pytest
 
 from encoderlab.cli.compare import main as compare_main
+from encoderlab.cli.components import build_task
 from encoderlab.cli.doctor import main as doctor_main
+from encoderlab.cli.errors import find_user_error
 from encoderlab.cli.export import main as export_main
 from encoderlab.cli.predict import main as predict_main
 from encoderlab.formats.export import load_encoder
+from tests.cli.test_config import compose_train
 from tests.conftest import FAST, cli_env, run_train
 from tests.recipes.toy import main as summary_main
 
@@ -22,6 +25,9 @@ CONFIGS = {
     "task/margin_classify.yaml": "_target_: tests.recipes.toy.MarginClassificationTask\n_partial_: true\n",
     "head/max_mean.yaml": "_target_: tests.recipes.toy.MaxMeanHead\n_partial_: true\n",
 }
+
+
+COMPOSABLE_FAST = [o for o in FAST if not o.startswith("~")]
 
 
 @pytest.fixture(scope="module")
@@ -96,16 +102,24 @@ def test_a_new_task_with_its_own_head(extra_conf, env, tmp_path, capsys):
     assert f"task=margin_classify status=completed val/acc={metrics['val/acc']}" in capsys.readouterr().out
 
 
-def test_the_new_task_is_checked_against_its_declarations(extra_conf, env, tmp_path):
+@pytest.mark.parametrize(
+    ("experiment", "head", "needle"),
+    [
+        ("finetune_sst2", "classifier", "task=margin_classify needs a MaxMeanHead head"),
+        ("finetune_stsb", "max_mean", "for this data use task=regress"),
+    ],
+)
+def test_the_new_task_is_checked_against_its_declarations(
+    extra_conf, data_dir, cache_dir, experiment, head, needle
+):
     """Pairing reads the toy task's declarations: its head and its data's targets, named in one line."""
-    result = run_train(
-        ["experiment=finetune_sst2", "task=margin_classify", "head=classifier", extra_conf, *FAST], env
-    )
-    assert result.returncode == 2 and "task=margin_classify needs a MaxMeanHead head" in result.stderr
-    result = run_train(
-        ["experiment=finetune_stsb", "task=margin_classify", "head=max_mean", extra_conf, *FAST], env
-    )
-    assert result.returncode == 2 and "for this data use task=regress" in result.stderr
+    cfg = compose_train(
+        [f"experiment={experiment}", "task=margin_classify", f"head={head}", extra_conf, *COMPOSABLE_FAST,
+         f"paths.data_dir={data_dir}", f"paths.cache_dir={cache_dir}"]
+    )  # fmt: skip
+    with pytest.raises(Exception) as err:
+        build_task(cfg)
+    assert needle in str(find_user_error(err.value))
 
 
 def test_a_new_command_gets_the_shared_errors(tmp_path, capsys):

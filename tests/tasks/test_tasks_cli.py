@@ -13,8 +13,8 @@ from encoderlab.cli.components import build_task
 from encoderlab.cli.errors import find_user_error
 from encoderlab.cli.predict import main as predict_main
 from encoderlab.data import load_tokenizer
-from encoderlab.models.encoder import build
-from encoderlab.models.heads import TokenClassifier
+from encoderlab.models.encoder import Encoder, EncoderConfig, build
+from encoderlab.models.heads import SequenceClassifier, TokenClassifier
 from tests.cli.test_config import compose_train
 from tests.conftest import FAST, assert_clean_failure, cli_env, labelled_rows, run_train
 
@@ -39,6 +39,27 @@ def mrpc_run(tmp_path_factory, env):
 @pytest.fixture(scope="module")
 def stsb_run(tmp_path_factory, env):
     return train(tmp_path_factory, env, "stsb", "experiment=finetune_stsb", "head.pooling=mean")
+
+
+def reference_outputs(run, items: list, num_labels: int, pooling: str = "cls") -> torch.Tensor:
+    """The run's head outputs for ``items`` (texts or (text, text pair) tuples), one at a time, from an
+    encoder and head built by hand (the plain matmul path, not predict's oneDNN one) and loaded from
+    last.ckpt's tensors: independent of encoderlab-predict and of the run's task class."""
+    state = torch.load(run / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    tokenizer = load_tokenizer(run / "tokenizer")
+    tokenizer.enable_truncation(32)  # FAST's data.max_seq_len
+    config = EncoderConfig(tokenizer.get_vocab_size(), layers=2, hidden=128, heads=2)  # encoder=tiny
+    encoder = Encoder(config, onednn_cpu_linear=False).eval()
+    head = SequenceClassifier(encoder, num_labels=num_labels, pooling=pooling).eval()
+    encoder.load_state_dict({k[8:]: v for k, v in state.items() if k.startswith("encoder.")})
+    head.load_state_dict({k[5:]: v for k, v in state.items() if k.startswith("head.")})
+    outputs = []
+    with torch.no_grad():
+        for item in items:
+            encoding = tokenizer.encode(*item) if isinstance(item, tuple) else tokenizer.encode(item)
+            ids, types = torch.tensor([encoding.ids]), torch.tensor([encoding.type_ids])
+            outputs.append(head(encoder(ids, torch.ones_like(ids), types), torch.ones_like(ids))[0])
+    return torch.stack(outputs)
 
 
 def test_pair_classification_run(mrpc_run):
@@ -98,9 +119,11 @@ def test_multilabel_run(tmp_path_factory, env, tmp_path):
     assert predict_main([str(run), "-i", str(src), "-o", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["text"] for r in rows] == ["a great film", "bleak"]
-    for row in rows:
+    expected = torch.sigmoid(reference_outputs(run, ["a great film", "bleak"], num_labels=3))
+    for row, probabilities in zip(rows, expected, strict=True):
         assert list(row["probabilities"]) == ["long", "neg", "pos"]
-        assert all(0.0 < p < 1.0 for p in row["probabilities"].values())
+        got = torch.tensor(list(row["probabilities"].values()))
+        assert torch.allclose(got, probabilities, atol=1e-5), (got, probabilities)
         assert row["labels"] == [n for n, p in row["probabilities"].items() if p >= 0.4]
 
 
@@ -117,7 +140,14 @@ def test_predict_pairs(mrpc_run, tmp_path):
         ("great film", "a great film"),
         ("bleak plot", "wonderful cast"),
     ]
-    assert all(r["label"] in ("0", "1") and abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+    expected = torch.softmax(
+        reference_outputs(run, [("great film", "a great film"), ("bleak plot", "wonderful cast")], 2), -1
+    )
+    for row, probabilities in zip(rows, expected, strict=True):
+        assert list(row["probabilities"]) == ["0", "1"]
+        got = torch.tensor(list(row["probabilities"].values()))
+        assert torch.allclose(got, probabilities, atol=1e-5), (got, probabilities)
+        assert row["label"] == str(int(probabilities.argmax()))
     # Other column names, given on the command line; a plain text file cannot hold pairs.
     other = tmp_path / "pairs.jsonl"
     other.write_text(json.dumps({"a": "great film", "b": "a great film"}) + "\n", encoding="utf-8")
@@ -142,7 +172,10 @@ def test_predict_regression(stsb_run, tmp_path):
     assert predict_main([str(run), "-i", str(src), "-o", str(out), "--batch-size", "2"]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [set(r) for r in rows] == [{"text", "text_pair", "score"}] * 3
-    assert rows[0]["score"] == pytest.approx(rows[1]["score"], abs=1e-5) and math.isfinite(rows[2]["score"])
+    pairs = [("great film", "a great film"), ("great film", "a great film"), ("bleak", "funny")]
+    expected = reference_outputs(run, pairs, num_labels=1, pooling="mean").squeeze(-1)  # head.pooling=mean
+    assert [r["score"] for r in rows] == pytest.approx(expected.tolist(), abs=1e-5)
+    assert abs(rows[0]["score"] - rows[2]["score"]) > 1e-4  # the scores depend on the input
 
 
 def test_a_pair_task_with_one_text_column_fails_in_one_line(tmp_path, env):

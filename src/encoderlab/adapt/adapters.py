@@ -15,7 +15,9 @@ from pathlib import Path
 from torch import nn
 
 from encoderlab.errors import UserError
+from encoderlab.extras import require
 from encoderlab.run.layout import RunDir
+from encoderlab.validate import at_least, check, non_empty, positive, probability
 
 ADAPTER_MARKER = "lora_"  # every LoRA tensor's name contains it (lora_A, lora_B, lora_dropout)
 
@@ -51,17 +53,15 @@ class LoRA:
     merge_on_export: bool = False
 
     def __post_init__(self) -> None:
+        check("adapter.r", self.r, at_least(1))
+        check("adapter.alpha", self.alpha, positive)
+        check("adapter.dropout", self.dropout, probability)
+        check("adapter.target_modules", self.target_modules, non_empty("[query,value]"))
         object.__setattr__(self, "target_modules", tuple(str(t) for t in self.target_modules))
-        if self.r < 1:
-            raise UserError(f"adapter.r={self.r} must be at least 1")
-        if not self.target_modules:
-            raise UserError(
-                "adapter.target_modules is empty — name the projections to adapt, e.g. [query,value]"
-            )
 
     def apply(self, encoder: nn.Module) -> nn.Module:
         """Inject the adapters into ``encoder`` in place (and return it)."""
-        from peft import LoraConfig, inject_adapter_in_model  # heavy; only when LoRA is used
+        peft = require("peft", for_="adapter=lora")  # heavy; only when LoRA is used
 
         linear_names = [name for name, m in encoder.named_modules() if isinstance(m, nn.Linear)]
         unmatched = [t for t in self.target_modules if not any(_matches(n, t) for n in linear_names)]
@@ -71,14 +71,14 @@ class LoRA:
                 f"adapter.target_modules {unmatched} match no linear layer of the encoder — available names: "
                 f"{', '.join(short)} (or full names such as {linear_names[0]})"
             )
-        config = LoraConfig(
+        config = peft.LoraConfig(
             r=self.r,
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
             target_modules=list(self.target_modules),
             bias="none",
         )
-        return inject_adapter_in_model(config, encoder)
+        return peft.inject_adapter_in_model(config, encoder)
 
     def describe(self) -> dict:
         """What the run records: the settings that re-apply the same adapters for inference."""
@@ -119,6 +119,7 @@ def merged_copy(encoder: nn.Module) -> nn.Module:
 
 def merge_lora(encoder: nn.Module) -> nn.Module:
     """Fold every LoRA update into its base weight and unwrap it, in place: a plain encoder again."""
+    require("peft", for_="merging LoRA adapters")
     from peft.tuners.lora import LoraLayer
 
     for name, module in list(encoder.named_modules()):

@@ -18,6 +18,7 @@ from torch import nn
 
 from encoderlab.adapt.adapters import ADAPTER_MARKER
 from encoderlab.errors import UserError
+from encoderlab.validate import at_least, between, check
 
 
 def describe(policy) -> dict:
@@ -55,6 +56,9 @@ class FreezeBottomK(_StaticPolicy):
     name: ClassVar[str] = "bottom_k"
     k: int = 2
 
+    def __post_init__(self) -> None:
+        check("freeze.k", self.k, at_least(0))  # the upper bound is the encoder's depth, checked on it
+
 
 @dataclass(frozen=True)
 class FreezeGradual:
@@ -74,9 +78,8 @@ class FreezeGradual:
                 "freeze=gradual needs exactly one of freeze.every_n_steps and freeze.every_n_epochs — set one, "
                 "null the other"
             )
-        interval = self.every_n_steps if self.every_n_steps is not None else self.every_n_epochs
-        if interval < 1:
-            raise UserError(f"freeze=gradual: the interval must be at least 1, got {interval}")
+        check("freeze.every_n_steps", self.every_n_steps, at_least(1), optional=True)
+        check("freeze.every_n_epochs", self.every_n_epochs, at_least(1), optional=True)
 
     def unfrozen_groups(self, step: int, epoch: int) -> int:
         """How many encoder layer groups (top-down) train at optimizer step ``step`` / epoch ``epoch``."""
@@ -106,10 +109,7 @@ def _frozen_modules(encoder: nn.Module, policy: FreezePolicy, step: int, epoch: 
         return [encoder]
     if isinstance(policy, FreezeBottomK):
         n_layers = len(encoder.layers)
-        if not 0 <= policy.k <= n_layers:
-            raise UserError(
-                f"freeze.k={policy.k} but the encoder has {n_layers} layers — choose 0 <= freeze.k <= {n_layers}"
-            )
+        check("freeze.k", policy.k, between(0, n_layers, f"the encoder has {n_layers} layers"))
         return [encoder.embeddings, *encoder.layers[: policy.k]]
     if isinstance(policy, FreezeGradual):
         groups = layer_groups(encoder)

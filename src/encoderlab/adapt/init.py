@@ -15,6 +15,7 @@ from encoderlab.errors import UserError
 from encoderlab.formats import hf
 from encoderlab.formats.export import load_encoder, read_export_config
 from encoderlab.models.encoder import Encoder
+from encoderlab.validate import check, probability
 
 
 class FromScratch:
@@ -40,11 +41,8 @@ class FromExport:
         self.tokenizer_dir = str(self.path)
         self.overrides = {}
         for name, rate in (("dropout", dropout), ("attention_dropout", attention_dropout)):
-            if rate is None:
-                continue
-            if not 0.0 <= rate < 1.0:
-                raise UserError(f"init.{name}={rate} must be in [0, 1) — or null to keep the export's")
-            self.overrides[name] = float(rate)
+            if check(f"init.{name}", rate, probability, optional=True) is not None:
+                self.overrides[name] = float(rate)
 
     def describe(self) -> dict:
         return {"source": "export", "path": str(self.path)}

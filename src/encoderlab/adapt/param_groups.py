@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from encoderlab.errors import UserError
+from encoderlab.validate import check, in_range, positive
 
 HEAD = "head"
 
@@ -27,10 +28,8 @@ class LayerwiseLR:
     head_lr: float | None = None
 
     def __post_init__(self) -> None:
-        if self.layer_decay is not None and not 0.0 < self.layer_decay <= 1.0:
-            raise UserError(f"optimizer_groups.layer_decay={self.layer_decay} must be in (0, 1]")
-        if self.head_lr is not None and self.head_lr <= 0:
-            raise UserError(f"optimizer_groups.head_lr={self.head_lr} must be positive")
+        check("optimizer_groups.layer_decay", self.layer_decay, in_range(0, 1, low_open=True), optional=True)
+        check("optimizer_groups.head_lr", self.head_lr, positive, optional=True)
 
     @property
     def active(self) -> bool:

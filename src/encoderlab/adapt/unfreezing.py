@@ -16,7 +16,7 @@ Why this rather than adding parameter groups as layers thaw (``BaseFinetuning``)
 - the optimizer's parameter list is the same at every step, so a checkpoint's optimizer state always
   matches on resume, and the stage is recomputed from the restored ``global_step`` / epoch;
 - under DDP the set of parameters that receive gradients changes between stages, which DDP accepts with
-  ``find_unused_parameters=True`` (``trainer.strategy=ddp_find_unused_parameters_true``); ``setup``
+  ``find_unused_parameters=True`` (``trainer.strategy.find_unused_parameters=true``); ``setup``
   refuses a DDP strategy without it rather than failing (or silently skipping gradient sync) later.
 """
 
@@ -46,7 +46,7 @@ class GradualUnfreezing(pl.Callback):
         if isinstance(strategy, DDPStrategy) and not strategy._ddp_kwargs.get("find_unused_parameters"):
             raise UserError(
                 "freeze=gradual under DDP needs unused-parameter detection (frozen layers get no gradients) — "
-                "set trainer.strategy=ddp_find_unused_parameters_true"
+                "set trainer.strategy.find_unused_parameters=true"
             )
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

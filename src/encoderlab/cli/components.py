@@ -12,8 +12,8 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ProgressBar
 
 from encoderlab.adapt.adapters import NoAdapter
-from encoderlab.errors import UserError
 from encoderlab.tasks.pairing import build_head, check_data_fits, check_optimized_metric, task_class
+from encoderlab.validate import at_most, check
 
 
 def build_task(cfg: DictConfig, init=None):
@@ -24,11 +24,9 @@ def build_task(cfg: DictConfig, init=None):
     datamodule.prepare()
     encoder = init.build_encoder(instantiate(cfg.encoder), datamodule.vocab_size)
     positions = encoder.config.max_positions
-    if datamodule.max_seq_len > positions:
-        raise UserError(
-            f"data.max_seq_len={datamodule.max_seq_len} exceeds the encoder's {positions} positions — "
-            f"lower data.max_seq_len to at most {positions}"
-        )
+    check(
+        "data.max_seq_len", datamodule.max_seq_len, at_most(positions, f"the encoder's {positions} positions")
+    )
     task_factory = instantiate(cfg.task)
     declared = task_class(task_factory)
     if declared is not None:

@@ -23,10 +23,15 @@ from rich.console import Console
 from rich.table import Table
 
 from encoderlab.cli.errors import run_command
+from encoderlab.cli.train import CONF_DIR
+from encoderlab.data.base import COUNT_MINIMUMS
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
+from encoderlab.models.encoder import Encoder
+from encoderlab.models.heads import SequenceClassifier
 from encoderlab.reporting.plots import bar_chart_png
 from encoderlab.run.layout import RunDir
+from encoderlab.validate import at_least, check, fraction, one_of, positive, probability
 
 console = Console()
 
@@ -105,6 +110,26 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
     ]
 
 
+def check_flags(args: argparse.Namespace) -> None:
+    """Every flag against the rules of the setting it becomes, before the first stage: a bad fine-tuning
+    flag would otherwise fail only after pre-training."""
+    presets = sorted(p.stem for p in (Path(CONF_DIR) / "encoder").glob("*.yaml"))
+    counts = ("corpus_paragraphs", "val_paragraphs", "pretrain_batch_size", "pretrain_steps")
+    rules = {
+        "encoder": (one_of(*presets),),
+        **{name: (at_least(1),) for name in (*counts, "finetune_examples", "finetune_epochs")},
+        "vocab_size": (at_least(COUNT_MINIMUMS["vocab_size"]),),
+        "pretrain_seq_len": (at_least(COUNT_MINIMUMS["max_seq_len"]),),
+        **{name: (positive,) for name in ("pretrain_lr", "lr", "probe_lr")},
+        "pretrain_warmup": (fraction,),
+        "position_init": (one_of(*Encoder.POSITION_INITS),),
+        **{name: (probability,) for name in ("pretrain_dropout", "finetune_dropout")},
+        "pooling": (one_of(*SequenceClassifier.POOLINGS),),
+    }
+    for name, flag_rules in rules.items():
+        check(f"--{name.replace('_', '-')}", getattr(args, name), *flag_rules)
+
+
 def run_stage(name: str, overrides: list[str], run_dir: Path) -> dict:
     command = [sys.executable, "-m", "encoderlab.train", *overrides, f"hydra.run.dir={run_dir}"]
     console.rule(f"[bold]{name}")
@@ -174,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.out or Path("outputs/demo") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
 
     def body() -> None:
+        check_flags(args)
         if root.exists() and any(root.iterdir()):
             raise UserError(f"{root} is not empty — pass a new --out directory")
         rows = []

@@ -24,6 +24,7 @@ from hydra.errors import (
 from omegaconf.errors import OmegaConfBaseException
 
 from encoderlab.errors import UserError
+from encoderlab.extras import missing_error, optional_package, require
 
 FULL_ERROR = "HYDRA_FULL_ERROR"
 # What the user asked for; inherited by the processes that Lightning's DDP launches from this one.
@@ -31,6 +32,13 @@ REQUESTED = "ENCODERLAB_FULL_ERROR"
 UNEXPECTED = 1
 USER = 2
 INTERRUPTED = 130
+# Config groups a Hydra plugin registers when Hydra finds it installed (an optional extra): a config of
+# these that cannot be found means the plugin is missing, not that the name is wrong.
+PLUGIN_CONFIGS = {
+    "hydra/sweeper/optuna": "hydra_plugins.hydra_optuna_sweeper",
+    "hydra/launcher/joblib": "hydra_plugins.hydra_joblib_launcher",
+    "hydra/launcher/submitit_": "hydra_plugins.hydra_submitit_launcher",
+}
 
 
 def find_user_error(err: BaseException | None) -> UserError | None:
@@ -39,6 +47,33 @@ def find_user_error(err: BaseException | None) -> UserError | None:
         if isinstance(err, UserError):
             return err
         err = err.__cause__ or err.__context__
+    return None
+
+
+def find_missing_extra(err: BaseException | None) -> UserError | None:
+    """Advice to install an extra when an optional package is missing behind ``err`` (a ``_target_`` that
+    lives in one, an import inside one)."""
+    target = re.search(r"target '([^']+)'", str(err))  # Hydra names the _target_ it could not build
+    while err is not None:
+        package = (
+            optional_package(getattr(err, "name", None)) if isinstance(err, ModuleNotFoundError) else None
+        )
+        if package is not None:
+            return missing_error(package, for_=target.group(1) if target else "this command")
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def missing_plugin(err: MissingConfigException) -> UserError | None:
+    """Advice to install an extra when the config Hydra could not find is one a missing plugin brings."""
+    for config in re.findall(r"'(hydra/[^']+)'", str(err)):
+        plugin = next((p for prefix, p in PLUGIN_CONFIGS.items() if config.startswith(prefix)), None)
+        if plugin is None:
+            continue
+        try:
+            require(plugin, for_=f"{config} (a Hydra plugin's config)")
+        except UserError as missing:
+            return missing
     return None
 
 
@@ -54,7 +89,7 @@ def _root(err: BaseException) -> BaseException:
 
 def describe_command(err: BaseException) -> tuple[str, int]:
     """(one line, exit status): a UserError is the user's to fix, anything else an unexpected failure."""
-    user_error = find_user_error(err)
+    user_error = find_user_error(err) or find_missing_extra(err)
     if user_error is not None:
         return str(user_error), USER
     if isinstance(err, OSError) and err.filename:  # a path the user gave: missing, unwritable, full disk
@@ -71,7 +106,7 @@ def describe_command(err: BaseException) -> tuple[str, int]:
 
 def describe(err: BaseException) -> tuple[str, int]:
     """(one line naming the problem and the fix, exit status) for ``encoderlab-train``: also Hydra's errors."""
-    if find_user_error(err) is not None:
+    if find_user_error(err) is not None or find_missing_extra(err) is not None:
         return describe_command(err)
     if isinstance(err, OverrideParseException):
         problem = _one_line(err).split("; See https")[0]
@@ -81,6 +116,9 @@ def describe(err: BaseException) -> tuple[str, int]:
             USER,
         )
     if isinstance(err, MissingConfigException):
+        plugin = missing_plugin(err)
+        if plugin is not None:
+            return str(plugin), USER
         first = str(err).splitlines()[0]
         options = f"choose one of: {', '.join(err.options)}" if err.options else "check the name"
         return f"{first} — {options}", USER

@@ -42,6 +42,7 @@ from encoderlab.data.readers import parse_jsonl_line
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_file
 from encoderlab.run.rebuild import TrainedModel, rebuild
+from encoderlab.validate import at_least, check
 
 FORMATS = ("txt", "csv", "tsv", "jsonl")
 EXTENSIONS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
@@ -266,8 +267,7 @@ def predict(
 
     Columns default to the run's own ``data.text_column`` / ``data.text_pair_column`` (else ``text``).
     """
-    if batch_size < 1:
-        raise UserError(f"--batch-size {batch_size} must be at least 1")
+    check("--batch-size", batch_size, at_least(1))
     fmt = input_format(input_path, fmt)
     if input_path != STDIO and not Path(input_path).is_file():
         raise UserError(

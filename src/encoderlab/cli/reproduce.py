@@ -21,6 +21,7 @@ from encoderlab.errors import UserError
 from encoderlab.files import read_json_object
 from encoderlab.run.layout import RunDir
 from encoderlab.run.record import git_state
+from encoderlab.validate import check, non_negative
 
 console = Console(stderr=True)
 # Wall-clock figures differ between any two runs; they are not part of the comparison.
@@ -58,6 +59,9 @@ def compare_metrics(
 
 
 def reproduce(run_dir: Path, out: Path | None, tolerance: float, extra: list[str]) -> int:
+    check("--tolerance", tolerance, non_negative)
+    if out is not None and out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"--out {out} already exists — pass a new directory for the re-run")
     run = RunDir(run_dir)
     config = run.config
     if not config.is_file():

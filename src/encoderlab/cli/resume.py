@@ -2,10 +2,15 @@
 
 An edge module (like ``train.py``): it knows Hydra's config layout. The resolvers are registered before
 Hydra composes, so ``hydra.run.dir`` can point back at the run being resumed.
+
+One process writes a run directory (``encoderlab.run.lock``): the lock is taken when Hydra asks where to
+save its config, before it writes anything of this command into the run, so a refused second process
+(a new start, a resume, a sweep job in a reused directory) leaves the run exactly as it was.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -18,8 +23,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from encoderlab.errors import UserError
 from encoderlab.run.layout import HYDRA_DIR, RunDir
+from encoderlab.run.lock import RunLock, refuse_if_held
 from encoderlab.run.record import RunRecord
 from encoderlab.run.redact import redact_argv, redact_yaml_files
+from encoderlab.training.checkpoints import read_checkpoint_state
 
 # Keys that shape the model or its vocabulary: the checkpoint fixes them, a resume cannot change them.
 ARCHITECTURE = ("encoder.", "head.", "task.", "init.", "data.vocab_size", "data.tokenizer", "data.lowercase")
@@ -59,15 +66,42 @@ def _started() -> str:
     return f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
 
 
+# This process's lock (or the refusal) per run directory: taken by _hydra_subdir, handed to open_run.
+_claims: dict[Path, RunLock | UserError] = {}
+
+
+def _claim(run_dir: str | Path) -> bool:
+    """Lock ``run_dir`` once per process (Hydra resolves output_subdir more than once); False if refused."""
+    key = Path(run_dir).resolve()
+    if key not in _claims:
+        try:
+            _claims[key] = RunLock(key)
+        except UserError as refused:
+            _claims[key] = refused  # open_run raises it
+    return isinstance(_claims[key], RunLock)
+
+
+def _take_lock(run_dir: Path) -> RunLock:
+    """The lock ``_claim`` took, or taken now (when Hydra saves no config); raises a refusal."""
+    found = _claims.pop(run_dir.resolve(), None)
+    if found is None:
+        found = RunLock(run_dir)
+    if isinstance(found, UserError):
+        raise found
+    return found
+
+
 def _hydra_subdir(resume: str | None, run_dir: str) -> str | None:
-    """Where Hydra saves this invocation's config inside the run directory."""
+    """Where Hydra saves this invocation's config inside the run directory (``run_dir``: this job's)."""
     if not is_primary_process():
         return None  # rank 0 saves the config; the other processes of a distributed run write nothing there
+    if not resume and RunDir(run_dir).record.exists():
+        return None  # the entry point will refuse this directory: write nothing into it
+    if not _claim(run_dir):
+        return None  # another process writes this run: the entry point refuses, write nothing into it
     if resume:
         # A resumed run keeps its original .hydra/ files; the resume's own go beside them.
         return f"{HYDRA_DIR}/resumed-{_started()}"
-    if RunDir(run_dir).record.exists():
-        return None  # the entry point will refuse this directory: write nothing into it
     return HYDRA_DIR
 
 
@@ -76,10 +110,16 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("hydra_subdir", _hydra_subdir, replace=True)
 
 
-def forget_refused_resume(run_dir: Path, hydra_subdir: str | None) -> None:
-    """Remove the config files Hydra saved for a resume that was refused: the run stays as it was."""
+def leave_untouched(run_dir: Path, hydra_subdir: str | None) -> None:
+    """After a refusal: remove the config files Hydra saved for a resume, and stop logging into the run's
+    log (a sweep job logs its refusal; the run may be another process's), so the run stays as it was."""
     if hydra_subdir and Path(hydra_subdir).name.startswith("resumed-"):
         shutil.rmtree(run_dir / hydra_subdir, ignore_errors=True)
+    root, inside = logging.getLogger(), run_dir.resolve()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(inside):
+            root.removeHandler(handler)
+            handler.close()
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
@@ -112,27 +152,40 @@ def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     return saved
 
 
-def open_run(cfg: DictConfig) -> tuple[DictConfig, RunRecord, Path | None]:
-    """(the config to train with, the run record, the checkpoint to resume from or None).
+def open_run(cfg: DictConfig) -> tuple[DictConfig, RunRecord, Path | None, RunLock | None]:
+    """(the config to train with, the run record, the checkpoint to resume from or None, this process's
+    lock on the run: release it when the record is final; None in the other ranks of a distributed run).
 
-    A new run refuses a directory that already holds one; a resume takes the run's saved config with this
-    command's plain overrides, and a refused resume leaves the run exactly as it was.
+    A run directory held by another process is refused; a new run refuses a directory that already holds
+    one; a resume takes the run's saved config with this command's plain overrides. A refused command
+    leaves the run exactly as it was.
     """
     run = RunDir(cfg.paths.output_dir)
     primary = is_primary_process()  # the other processes of a distributed run share rank 0's directory
-    # Secrets typed into overrides: mask them in what Hydra saved and in the argv that loggers (W&B) record.
-    if primary:
-        redact_yaml_files(run.hydra)
-    sys.argv[:] = redact_argv(sys.argv)
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     overrides = list(hydra.overrides.task) if hydra else []
-    if cfg.get("resume"):
-        try:
+    subdir = hydra.output_subdir if hydra else None  # resolved now, while _claim still has the answer
+    resume, lock = bool(cfg.get("resume")), None
+    try:
+        if primary and not resume and run.record.exists():
+            refuse_if_held(run.path)  # a run still training is named by its holder
+            raise UserError(
+                f"{run} already holds a run — choose a new hydra.run.dir (it is never overwritten)"
+            )
+        lock = _take_lock(run.path) if primary else None
+        if resume:
             cfg = resume_config(run.path, overrides)
-        except UserError:
-            forget_refused_resume(run.path, hydra.output_subdir if hydra else None)
-            raise
-        return cfg, RunRecord.resume(run.path, overrides, write=primary), run.last_checkpoint
-    if primary and run.record.exists():
-        raise UserError(f"{run} already holds a run — choose a new hydra.run.dir (it is never overwritten)")
-    return cfg, RunRecord(run.path, seed=cfg.seed, overrides=overrides, write=primary), None
+            read_checkpoint_state(run.last_checkpoint)  # a damaged one is refused before the run is written
+        # Secrets typed into overrides: mask them in what Hydra saved and in the argv loggers (W&B) record.
+        if primary:
+            redact_yaml_files(run.hydra)
+        sys.argv[:] = redact_argv(sys.argv)
+        if resume:
+            return cfg, RunRecord.resume(run.path, overrides, write=primary), run.last_checkpoint, lock
+        return cfg, RunRecord(run.path, seed=cfg.seed, overrides=overrides, write=primary), None, lock
+    except BaseException as err:
+        if lock is not None:
+            lock.release()
+        if isinstance(err, UserError):
+            leave_untouched(run.path, subdir)
+        raise

@@ -93,6 +93,24 @@ def report_lines(summary: dict) -> list[str]:
     return lines
 
 
+def write_report(sweep_dir: Path, metric: str | None, mode: str, report_file: str = REPORT_FILE) -> dict:
+    """Summarize the sweep into ``sweep.json`` (replacing an older one) and print the report; the summary.
+
+    Run at the end of a sweep and again by ``encoderlab-sweep resume`` once the re-run jobs are done."""
+    summary = summarize(sweep_dir, metric, mode)
+    write_json(sweep_dir / report_file, summary)
+    print("\n".join(report_lines(summary)), file=sys.stdout, flush=True)
+    return summary
+
+
+def failure_line(summary: dict, report: Path) -> str:
+    failed = summary["failed"]
+    return (
+        f"error: {len(failed)} of {len(summary['jobs'])} sweep jobs failed (jobs {', '.join(failed)}) — "
+        f"see {report}"
+    )
+
+
 class SweepReport(Callback):
     def __init__(self, fail_on_error: bool = True, report_file: str = REPORT_FILE) -> None:
         self.fail_on_error = fail_on_error
@@ -119,17 +137,12 @@ class SweepReport(Callback):
             del os.environ[SWEEP_ENV]
         _exported = None
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        summary = summarize(
-            sweep_dir, config.get("optimized_metric"), str(config.get("optimized_mode", "max"))
+        summary = write_report(
+            sweep_dir,
+            config.get("optimized_metric"),
+            str(config.get("optimized_mode", "max")),
+            self.report_file,
         )
-        write_json(sweep_dir / self.report_file, summary)
-        lines = report_lines(summary)
-        print("\n".join(lines), file=sys.stdout, flush=True)
         if summary["failed"] and self.fail_on_error:
-            print(
-                f"error: {len(summary['failed'])} of {len(summary['jobs'])} sweep jobs failed "
-                f"(jobs {', '.join(summary['failed'])}) — see {sweep_dir / self.report_file}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(failure_line(summary, sweep_dir / self.report_file), file=sys.stderr, flush=True)
             sys.exit(1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import hydra
@@ -28,6 +29,7 @@ from encoderlab.run.record import RunRecord
 from encoderlab.run.redact import redact
 from encoderlab.run.task_record import TaskRecord
 from encoderlab.training.checkpoints import LastValidatedStep, check_resumable, save_last_checkpoint
+from encoderlab.training.distributed import reporting_lost_peers
 from encoderlab.training.trained_parameters import TrainedParameters
 
 log = logging.getLogger("encoderlab")
@@ -63,19 +65,20 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     if checkpoint is not None:
         check_resumable(task, checkpoint)
     started = time.perf_counter()
-    # On resume Lightning restores weights, optimizer, scheduler and loop state; freezing was re-applied above.
-    trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
-    fit_seconds = time.perf_counter() - started
-    metrics = _final_metrics(trainer)
-    if not trainer.fast_dev_run:
-        # Training that stops at max_steps mid-epoch skips the epoch-end validation: final metrics need one.
-        if validated.step != trainer.global_step:
-            trainer.validate(task, datamodule=datamodule, verbose=False)
+    with reporting_lost_peers(trainer, run):  # a distributed run whose other process died: one line
+        # On resume Lightning restores weights, optimizer, scheduler and loop state; freezing was re-applied.
+        trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
+        fit_seconds = time.perf_counter() - started
+        metrics = _final_metrics(trainer)
+        if not trainer.fast_dev_run:
+            # Training that stops at max_steps mid-epoch skips the epoch-end validation: final metrics need one.
+            if validated.step != trainer.global_step:
+                trainer.validate(task, datamodule=datamodule, verbose=False)
+                metrics.update(_final_metrics(trainer))
+            save_last_checkpoint(trainer, run.checkpoints)
+        if cfg.get("test") and datamodule.has_test:
+            trainer.test(task, datamodule=datamodule, verbose=False)
             metrics.update(_final_metrics(trainer))
-        save_last_checkpoint(trainer, run.checkpoints)
-    if cfg.get("test") and datamodule.has_test:
-        trainer.test(task, datamodule=datamodule, verbose=False)
-        metrics.update(_final_metrics(trainer))
     metrics.update(
         {"params/trainable": trained.count, "params/total": total, "time/fit_seconds": fit_seconds}
     )
@@ -92,14 +95,15 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
 
 def run(cfg: DictConfig) -> float | None:
     """Train with a run record around it; returns ``cfg.optimized_metric`` for sweepers."""
-    cfg, record, checkpoint = open_run(cfg)
-    record.start()
-    try:
-        metrics = train(cfg, record, checkpoint)
-    except BaseException as err:
-        record.finish("failed", error=f"{type(err).__name__}: {err}".splitlines()[0])
-        raise
-    record.finish("completed", metrics=metrics)
+    cfg, record, checkpoint, lock = open_run(cfg)
+    with lock or nullcontext():  # no other process writes the run until its record is final
+        record.start()
+        try:
+            metrics = train(cfg, record, checkpoint)
+        except BaseException as err:
+            record.finish("failed", error=f"{type(err).__name__}: {err}".splitlines()[0])
+            raise
+        record.finish("completed", metrics=metrics)
     log.info("run directory: %s", cfg.paths.output_dir)
     return metrics.get(cfg.optimized_metric)
 

@@ -27,7 +27,9 @@ from encoderlab.data.samplers import (
 )
 from encoderlab.data.tokenizer import copy_tokenizer
 from encoderlab.errors import UserError
+from encoderlab.extras import require
 from encoderlab.run.layout import RunDir
+from encoderlab.validate import at_least, boolean, check_all, integer, open_fraction
 
 
 class Targets(Enum):
@@ -111,9 +113,12 @@ def load_hub_split(hub: dict, split_key: str, columns: list[str], local: str | N
     """Columns of one split of a Hugging Face dataset (``hub["splits"][split_key]``)."""
     split = (hub.get("splits") or {}).get(split_key, {"train": "train"}.get(split_key))
     name = hub.get("path")
+    datasets = require(  # heavy; only needed on this fallback path
+        "datasets",
+        for_=f"data.hub (the local data file {local or '(data.train_file unset)'} is missing)",
+        or_else="set data.train_file to a local file",
+    )
     try:
-        import datasets  # heavy; only needed on this fallback path
-
         ds = datasets.load_dataset(name, hub.get("name"), split=split)
     except Exception as e:
         raise UserError(
@@ -133,18 +138,33 @@ def hub_fingerprint(hub: dict, split_key: str) -> str:
     return "hub:" + json.dumps({"hub": hub, "split": split_key}, sort_keys=True, default=str)
 
 
-# The integer settings most data modules take, with their smallest sensible values.
-COUNT_MINIMUMS = {"batch_size": 1, "max_seq_len": 3, "vocab_size": 10, "num_workers": 0, "train_limit": 1}
+# The integer settings data modules take, with their smallest sensible values.
+COUNT_MINIMUMS = {
+    "batch_size": 1,
+    "max_seq_len": 3,  # [CLS], one token, [SEP]
+    "vocab_size": 10,
+    "num_workers": 0,
+    "train_limit": 1,
+    "val_limit": 1,
+    "train_sample": 1,
+    "num_labels": 1,
+}
+# Every data module's settings (``data.<name>``) and their rules; a new data setting gets its line here.
+SETTING_RULES = {
+    **{name: (at_least(minimum),) for name, minimum in COUNT_MINIMUMS.items()},
+    "val_split": (open_fraction,),  # something to train on and something to validate on
+    "seed": (integer,),
+    "lowercase": (boolean,),
+    "group_by_length": (boolean,),
+    "pairs": (boolean,),
+}
+NULLABLE = ("train_limit", "val_limit", "train_sample", "num_labels")  # null: not set
 
 
-def check_counts(minimums: dict[str, int], values: dict[str, object]) -> None:
-    """Integer settings (``data.batch_size=abc`` arrives as a string) fail here, naming the key."""
-    for name, minimum in minimums.items():
-        value = values[name]
-        if value is None and name.endswith("_limit"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise UserError(f"data.{name}={value!r} must be an integer >= {minimum} — set data.{name}")
+def check_settings(values: dict[str, object]) -> None:
+    """A data module's constructor arguments (its ``locals()``) against ``SETTING_RULES``, each named as
+    ``data.<name>`` (``data.batch_size=abc`` arrives as a string and fails here)."""
+    check_all("data", values, SETTING_RULES, optional=NULLABLE)
 
 
 def heldout_split(n: int, val_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -275,8 +295,7 @@ class LabelledDataModule(PreparedDataModule):
         seed: int,
     ) -> None:
         super().__init__()
-        if not 0.0 < val_split < 1.0:
-            raise UserError(f"val_split={val_split} must be in (0, 1) — set data.val_split")
+        check_settings(locals())
         self.tokenizer_path = tokenizer
         self.vocab_size_target = vocab_size
         self.lowercase = lowercase

@@ -10,11 +10,10 @@ import torch
 from tokenizers import Tokenizer
 
 from encoderlab.data.base import (
-    COUNT_MINIMUMS,
     LabelledDataModule,
     LabelMap,
     Targets,
-    check_counts,
+    check_settings,
     heldout_split,
     hub_fingerprint,
     load_hub_split,
@@ -28,6 +27,7 @@ from encoderlab.data.readers import file_fingerprint, read_table
 from encoderlab.data.token_cache import cached_token_ids
 from encoderlab.data.tokenizer import encoding_copy, resolve_tokenizer, special_token_ids
 from encoderlab.errors import UserError
+from encoderlab.validate import between, check, differs_from, text
 
 _INT_LIKE = re.compile(r"^\s*\d+\s*$")
 
@@ -74,7 +74,8 @@ class TextClassificationDataModule(LabelledDataModule):
         hub: dict | None = None,
         seed: int = 0,
     ):
-        check_counts(COUNT_MINIMUMS, locals())
+        check_settings(locals())
+        self._check_columns(text_column, label_column, text_pair_column)
         super().__init__(
             tokenizer=tokenizer,
             vocab_size=vocab_size,
@@ -102,6 +103,19 @@ class TextClassificationDataModule(LabelledDataModule):
         self.text_pair_column = text_pair_column
         self.train_sample = train_sample
         self.num_labels_expected = num_labels
+
+    @staticmethod
+    def _check_columns(text_column: str, label_column: str, text_pair_column: str | None) -> None:
+        """Three different columns: a model that reads its labels as its text learns nothing."""
+        check("data.text_column", text_column, text)
+        check("data.label_column", label_column, text)
+        reads_labels = "the model would read its own labels"
+        check("data.text_column", text_column, differs_from(label_column, "data.label_column", reads_labels))
+        if text_pair_column is not None:
+            check("data.text_pair_column", text_pair_column, text)
+            for other, key in ((label_column, "data.label_column"), (text_column, "data.text_column")):
+                why = reads_labels if other == label_column else "a pair needs two texts"
+                check("data.text_pair_column", text_pair_column, differs_from(other, key, why))
 
     @property
     def regression(self) -> bool:
@@ -183,6 +197,12 @@ class TextClassificationDataModule(LabelledDataModule):
             names = sorted({str(v) for v in raw})
         self._labels = LabelMap(names)
         found = len(names)
+        occurring = sorted({str(int(v)) if self._int_labels else str(v) for v in raw})
+        if len(occurring) < 2:
+            raise UserError(
+                f"{source} has one label only ('{occurring[0]}' in column '{self.label_column}') — classification "
+                "needs at least 2: fix the file or data.label_column, or set data.num_labels=1 for regression"
+            )
         if self.num_labels_expected is not None and self.num_labels_expected != found:
             raise UserError(
                 f"num_labels={self.num_labels_expected} but {source} has {found} labels "
@@ -314,11 +334,7 @@ class TextClassificationDataModule(LabelledDataModule):
         draw from a skewed set could otherwise miss a class); the remaining places are drawn at random.
         """
         n = len(table[self.label_column])
-        if not 1 <= self.train_sample <= n:
-            raise UserError(
-                f"data.train_sample={self.train_sample} but {source} has {n} training examples — "
-                f"choose 1 <= data.train_sample <= {n}"
-            )
+        check("data.train_sample", self.train_sample, between(1, n, f"{source} has {n} training examples"))
         order = np.random.default_rng(self.seed).permutation(n)
         first_of_label: dict[str, int] = {}
         if not self.regression:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from encoderlab.errors import UserError
+from encoderlab.validate import check, fraction, open_fraction
 
 IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
 
@@ -44,9 +45,10 @@ class MLMCollator:
         random_replace_prob: float = 0.1,
         seed: int = 0,
     ):
-        if not 0.0 < mlm_probability < 1.0:
-            raise UserError(f"mlm_probability={mlm_probability} must be in (0, 1) — set data.mlm_probability")
-        if mask_replace_prob < 0 or random_replace_prob < 0 or mask_replace_prob + random_replace_prob > 1.0:
+        check("data.mlm_probability", mlm_probability, open_fraction)
+        check("data.mask_replace_prob", mask_replace_prob, fraction)
+        check("data.random_replace_prob", random_replace_prob, fraction)
+        if mask_replace_prob + random_replace_prob > 1.0:
             raise UserError(
                 f"mask_replace_prob={mask_replace_prob} + random_replace_prob={random_replace_prob} must be "
                 "non-negative and sum to at most 1 — fix data.mask_replace_prob / data.random_replace_prob"

@@ -8,10 +8,9 @@ from functools import cache
 from torch.utils.data import DataLoader
 
 from encoderlab.data.base import (
-    COUNT_MINIMUMS,
     PreparedDataModule,
     Targets,
-    check_counts,
+    check_settings,
     hub_fingerprint,
     load_hub_split,
     loader_kwargs,
@@ -53,7 +52,7 @@ class TextCorpusDataModule(PreparedDataModule):
         seed: int = 0,
     ):
         super().__init__()
-        check_counts({**COUNT_MINIMUMS, "val_limit": 1}, locals())
+        check_settings(locals())
         self.seed = seed
         self.train_file = train_file
         self.val_file = val_file

@@ -7,7 +7,7 @@ import torch
 from torch.utils.data import Dataset
 
 from encoderlab.data.token_cache import TokenIds
-from encoderlab.errors import UserError
+from encoderlab.validate import at_least, check
 
 
 class PackedSequenceDataset(Dataset):
@@ -18,10 +18,7 @@ class PackedSequenceDataset(Dataset):
     """
 
     def __init__(self, token_ids: TokenIds, seq_len: int, cls_id: int, sep_id: int):
-        if seq_len < 3:
-            raise UserError(
-                f"max_seq_len={seq_len} is too small for packing — set data.max_seq_len to at least 3"
-            )
+        check("data.max_seq_len", seq_len, at_least(3))  # [CLS], one token, [SEP]
         self.token_ids = token_ids
         self.seq_len = seq_len
         self.chunk = seq_len - 2

@@ -12,6 +12,7 @@ import numpy as np
 from encoderlab.data.base import LabelMap, Targets
 from encoderlab.data.classification import TextClassificationDataModule
 from encoderlab.errors import UserError
+from encoderlab.validate import check, text
 
 
 class MultiLabelClassificationDataModule(TextClassificationDataModule):
@@ -21,8 +22,7 @@ class MultiLabelClassificationDataModule(TextClassificationDataModule):
 
     def __init__(self, *args, label_delimiter: str = "|", **kwargs):
         super().__init__(*args, **kwargs)
-        if not label_delimiter:
-            raise UserError("data.label_delimiter is empty — set it to the string between labels, e.g. '|'")
+        check("data.label_delimiter", label_delimiter, text)
         self.label_delimiter = label_delimiter
 
     @property
@@ -46,10 +46,12 @@ class MultiLabelClassificationDataModule(TextClassificationDataModule):
         self._int_labels = False
         self._labels = LabelMap(sorted({name for names in self.label_sets(raw) for name in names}))
         found = len(self._labels)
-        if found < 1:
+        if found < 2:
+            only = f"one label only ('{self._labels.names[0]}')" if found else "no labels"
             raise UserError(
-                f"{source} has no labels in column '{self.label_column}' — set data.label_column "
-                f"(labels joined by data.label_delimiter='{self.label_delimiter}', or a JSON list)"
+                f"{source} has {only} in column '{self.label_column}' — multi-label classification needs at "
+                f"least 2: set data.label_column (labels joined by data.label_delimiter='{self.label_delimiter}', "
+                "or a JSON list)"
             )
         if self.num_labels_expected is not None and self.num_labels_expected != found:
             raise UserError(

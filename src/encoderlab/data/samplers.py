@@ -15,15 +15,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from encoderlab.errors import UserError
+from encoderlab.validate import at_least, check
 
 
 class EpochBatchSampler(Sampler[list[int]]):
     """Base class: subclasses define ``epoch_batches(epoch)``; this class shards, pads and resumes."""
 
     def __init__(self, batch_size: int, seed: int = 0) -> None:
-        if batch_size < 1:
-            raise UserError(f"batch_size={batch_size} must be at least 1 — set data.batch_size")
+        check("data.batch_size", batch_size, at_least(1))
         self.batch_size = batch_size
         self.seed = seed
         self.epoch = 0

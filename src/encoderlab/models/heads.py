@@ -13,6 +13,7 @@ from torch import nn
 
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.kernels import Linear, set_onednn_cpu_linear
+from encoderlab.validate import check, one_of, probability
 
 
 def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:
@@ -87,11 +88,10 @@ class SequenceClassifier(nn.Module):
         hidden_layers: int = 1,
     ) -> None:
         super().__init__()
-        if pooling not in self.POOLINGS:
-            raise ValueError(f"unknown pooling {pooling!r}; choose one of {self.POOLINGS}")
-        if hidden_layers not in (1, 2):
-            raise ValueError(f"hidden_layers must be 1 or 2, got {hidden_layers}")
-        if num_labels < 1:
+        check("head.pooling", pooling, one_of(*self.POOLINGS))
+        check("head.dropout", dropout, probability)
+        check("head.hidden_layers", hidden_layers, one_of(1, 2))
+        if num_labels < 1:  # from the data, which checks its labels itself
             raise ValueError(f"num_labels must be at least 1, got {num_labels}")
         hidden = encoder.config.hidden
         self.pooling = pooling
@@ -117,6 +117,7 @@ class TokenClassifier(nn.Module):
 
     def __init__(self, encoder: Encoder, num_labels: int, dropout: float = 0.1) -> None:
         super().__init__()
+        check("head.dropout", dropout, probability)
         if num_labels < 2:
             raise ValueError(f"a tagger needs at least 2 labels, got num_labels={num_labels}")
         self.num_labels = num_labels

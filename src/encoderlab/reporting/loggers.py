@@ -6,6 +6,8 @@
   otherwise; an offline run is uploaded later with ``wandb sync <run dir>/wandb/offline-run-*``. A run
   directory that already holds a W&B run (a resumed training run) continues that W&B run.
 - ``mlflow_logger``: the config's ``tags`` list becomes MLflow tags; the sweep id becomes tag ``sweep``.
+
+Each first checks that its package (an optional extra, ``encoderlab[loggers]``) is installed.
 """
 
 from __future__ import annotations
@@ -20,9 +22,12 @@ from lightning_fabric.utilities.logger import _convert_params, _flatten_dict
 from pytorch_lightning import loggers
 from pytorch_lightning.utilities import rank_zero_only
 
+from encoderlab.extras import require
+
 
 class TensorBoardLogger(loggers.TensorBoardLogger):
     def __init__(self, *args: Any, hparam_metrics: Sequence[str] = (), **kwargs: Any) -> None:
+        require("tensorboard", for_="logger=tensorboard")
         super().__init__(*args, **kwargs)
         self.hparam_metrics = [str(m) for m in hparam_metrics]
 
@@ -64,6 +69,7 @@ def wandb_logger(offline: bool | None = None, **kwargs: Any) -> loggers.WandbLog
     ``save_dir`` (the run directory) already holds a W&B run, the logger continues it: a resumed training
     run stays one W&B run.
     """
+    require("wandb", for_="logger=wandb")
     if offline is None:
         mode = os.environ.get("WANDB_MODE", "")
         offline = mode != "online" and not (mode != "offline" and wandb_api_key_available())
@@ -87,4 +93,5 @@ def mlflow_tags(tags: Sequence[str] | Mapping[str, Any] | None, sweep: str | Non
 def mlflow_logger(
     tags: Sequence[str] | Mapping[str, Any] | None = None, sweep: str | None = None, **kwargs: Any
 ) -> loggers.MLFlowLogger:
+    require("mlflow", for_="logger=mlflow")
     return loggers.MLFlowLogger(tags=mlflow_tags(tags, sweep) or None, **kwargs)

@@ -6,6 +6,7 @@ doctor, reproduce) both go through :class:`RunDir`, so a renamed file is renamed
     <run>/
       .hydra/config.yaml  .hydra/hydra.yaml  .hydra/overrides.yaml   Hydra's own
       run.json        what the run was (code, packages, seed, times, status)        run/record.py
+      run.lock        the process writing the run, while it runs (pid, host)        run/lock.py
       metrics.json    final metrics                                                  the entry point
       task.json       what the run trained: task, head, encoder config, labels      tasks (save_artifacts)
       label_map.json  label names in id order                                        labelled data
@@ -28,6 +29,9 @@ LAST_CHECKPOINT_FILE = "last.ckpt"
 CSV_DIR = "csv"  # Lightning's CSVLogger writes here (conf/logger/csv.yaml names it too)
 SWEEP_REPORT_FILE = "sweep.json"  # in a multirun directory, beside the jobs
 MULTIRUN_FILE = "multirun.yaml"
+# In a multirun directory: job directories that `encoderlab-sweep resume` started over are kept here
+# (a dot name, so readers of the sweep never count them as its runs).
+SWEEP_ATTEMPTS_DIR = ".attempts"
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,10 @@ class RunDir:
     @property
     def record(self) -> Path:
         return self.path / "run.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.path / "run.lock"
 
     @property
     def metrics(self) -> Path:

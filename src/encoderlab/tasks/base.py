@@ -30,9 +30,22 @@ from encoderlab.adapt.param_groups import LayerwiseLR, param_groups
 from encoderlab.data.base import Targets
 from encoderlab.errors import UserError
 from encoderlab.run.layout import RunDir
+from encoderlab.training.checkpoints import gather_per_rank, load_metric_state, metric_state, own_rank
+from encoderlab.training.schedules import SCHEDULE_RULES
+from encoderlab.validate import check_all, non_negative, pair_of, positive, probability
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+# The ``optimizer/`` group's values (torch's names), checked when the task is built rather than when torch
+# builds the optimizer at the first step; torch still checks the rest.
+OPTIMIZER_RULES = {
+    "lr": (positive,),
+    "betas": (pair_of(probability, "[0.9,0.999]"),),
+    "eps": (positive,),
+    "weight_decay": (non_negative,),
+    "momentum": (probability,),
+}
+TRAIN_METRICS_STATE = "encoderlab_train_metrics"  # the checkpoint's entry for the running training metrics
 
 
 class EncoderTask(pl.LightningModule):
@@ -64,6 +77,8 @@ class EncoderTask(pl.LightningModule):
         self.head = head
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        check_all("optimizer", getattr(optimizer, "keywords", {}), OPTIMIZER_RULES)
+        check_all("scheduler", getattr(scheduler, "keywords", {}), SCHEDULE_RULES, optional=("warmup_steps",))
 
     # ------------------------------------------------------------------------- what the task is
     def settings(self) -> dict:
@@ -103,6 +118,32 @@ class EncoderTask(pl.LightningModule):
         total_steps = max(1, int(self.trainer.estimated_stepping_batches))
         scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_start(self) -> None:
+        # estimated_stepping_batches (above) sets the training loader up before a resume restores the
+        # checkpoint, and Lightning then never hands the loader its saved position (Lightning issue
+        # #20550): a run resumed mid-epoch would start the epoch over. Hand it over here, before the first
+        # batch is drawn; without a pending resume this does nothing.
+        self.trainer.fit_loop._load_combined_loader_states()
+
+    # ------------------------------------------------------------------------- resuming
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # What the epoch's training metrics have counted so far, per process: a run resumed mid-epoch still
+        # reports train/acc and the like over the whole epoch, as an uninterrupted run does.
+        per_rank = gather_per_rank(metric_state(self.train_metrics))
+        checkpoint[TRAIN_METRICS_STATE] = {"epoch": self.current_epoch, "per_rank": per_rank}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get(TRAIN_METRICS_STATE) or {}
+        self._saved_train_metrics = (saved.get("epoch"), own_rank(saved.get("per_rank")))
+
+    def on_train_batch_start(self, batch, batch_idx) -> None:
+        # Only into the epoch they were counted in: a checkpoint taken at an epoch's last batch resumes with
+        # the next epoch, whose metrics start from zero.
+        epoch, state = getattr(self, "_saved_train_metrics", (None, None))
+        if state is not None and epoch == self.current_epoch:
+            load_metric_state(self.train_metrics, state)
+        self._saved_train_metrics = (None, None)
 
     def set_stage_metrics(
         self, metrics: MetricCollection, evaluation: MetricCollection | None = None

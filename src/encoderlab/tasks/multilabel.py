@@ -10,6 +10,7 @@ from torchmetrics.classification import MultilabelExactMatch, MultilabelF1Score
 from encoderlab.data.base import Targets
 from encoderlab.models.heads import SequenceClassifier
 from encoderlab.tasks.base import EncoderTask
+from encoderlab.validate import check, open_fraction
 
 
 class MultiLabelClassificationTask(EncoderTask):
@@ -32,8 +33,7 @@ class MultiLabelClassificationTask(EncoderTask):
         threshold: float = 0.5,
     ) -> None:
         super().__init__(encoder, head, optimizer, scheduler)
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        check("task.threshold", threshold, open_fraction)
         self.num_labels = num_labels
         self.label_names = list(label_names) if label_names is not None else None
         self.threshold = threshold

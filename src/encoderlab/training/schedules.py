@@ -10,8 +10,15 @@ import math
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from encoderlab.validate import at_least, check_all, fraction
+
+# Every schedule's knobs (``scheduler.<name>``), checked when the task is built (before any training) and
+# again when a schedule is called. ``warmup_steps`` may be null (then ``warmup_ratio`` decides).
+SCHEDULE_RULES = {"warmup_ratio": (fraction,), "warmup_steps": (at_least(0),), "min_ratio": (fraction,)}
+
 
 def _warmup_steps(total_steps: int, warmup_ratio: float, warmup_steps: int | None) -> int:
+    check_all("scheduler", locals(), SCHEDULE_RULES, optional=("warmup_steps",))
     return warmup_steps if warmup_steps is not None else int(round(warmup_ratio * total_steps))
 
 
@@ -37,6 +44,7 @@ def cosine(
     min_ratio: float = 0.0,
 ) -> LambdaLR:
     """Linear warm-up, then cosine decay to ``min_ratio`` × the base rate."""
+    check_all("scheduler", {"min_ratio": min_ratio}, SCHEDULE_RULES)
     warmup = _warmup_steps(total_steps, warmup_ratio, warmup_steps)
 
     def factor(step: int) -> float:

@@ -6,11 +6,14 @@ import time
 
 import pytorch_lightning as pl
 
+from encoderlab.validate import at_least, check
+
 
 class Throughput(pl.Callback):
     """Logs ``train/tokens_per_s`` (real, non-padding tokens) and ``train/examples_per_s`` over a sliding window."""
 
     def __init__(self, window: int = 10) -> None:
+        check("callbacks.throughput.window", window, at_least(1))
         self.window = window
         self._reset()
 
