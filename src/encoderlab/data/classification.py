@@ -196,13 +196,17 @@ class TextClassificationDataModule(LabelledDataModule):
         else:
             names = sorted({str(v) for v in raw})
         self._labels = LabelMap(names)
-        found = len(names)
         occurring = sorted({str(int(v)) if self._int_labels else str(v) for v in raw})
         if len(occurring) < 2:
             raise UserError(
                 f"{source} has one label only ('{occurring[0]}' in column '{self.label_column}') — classification "
                 "needs at least 2: fix the file or data.label_column, or set data.num_labels=1 for regression"
             )
+        self._check_expected_count(names, source)
+
+    def _check_expected_count(self, names: list[str], source: str) -> None:
+        """``data.num_labels``, when set, must be the number of labels the data has."""
+        found = len(names)
         if self.num_labels_expected is not None and self.num_labels_expected != found:
             raise UserError(
                 f"num_labels={self.num_labels_expected} but {source} has {found} labels "

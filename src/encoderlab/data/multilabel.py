@@ -53,11 +53,7 @@ class MultiLabelClassificationDataModule(TextClassificationDataModule):
                 f"least 2: set data.label_column (labels joined by data.label_delimiter='{self.label_delimiter}', "
                 "or a JSON list)"
             )
-        if self.num_labels_expected is not None and self.num_labels_expected != found:
-            raise UserError(
-                f"num_labels={self.num_labels_expected} but {source} has {found} labels "
-                f"({', '.join(self._labels.names[:10])}{', ...' if found > 10 else ''}) — set data.num_labels={found}"
-            )
+        self._check_expected_count(self._labels.names, source)
 
     def _encode_labels(self, raw: list, source: str) -> np.ndarray:
         mapping = self._labels.to_id
