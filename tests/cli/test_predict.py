@@ -18,7 +18,7 @@ from encoderlab.data import load_tokenizer, save_tokenizer
 from encoderlab.data.tokenizer import copy_tokenizer, train_wordpiece
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
-from tests.conftest import FAST, cli_env, labelled_rows, run_train
+from tests.conftest import FAST, cli_env, labelled_rows, run_train, write_tsv
 
 MAX_LEN = 32
 TEXTS = [
@@ -40,7 +40,22 @@ def tokenizer_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory, data_dir, cache_dir, tokenizer_dir):
+def sst2_dir(tmp_path_factory):
+    """SST-2 in miniature whose dev set has every fifth label flipped: a model that learned the cue words
+    predicts both classes and still makes mistakes, so accuracy and per-class F1 are neither 0 nor 1."""
+    root = tmp_path_factory.mktemp("predict_data")
+    write_tsv(root / "sst2/train.tsv", labelled_rows(300, 3))
+    dev = [
+        (text, str(1 - int(label)) if i % 5 == 0 else label)
+        for i, (text, label) in enumerate(labelled_rows(60, 4))
+    ]
+    write_tsv(root / "sst2/dev.tsv", dev)
+    write_tsv(root / "sst2/test.tsv", labelled_rows(60, 5))
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, sst2_dir, cache_dir, tokenizer_dir):
     """A fine-tuned classifier, trained through the real entry point (once for this module)."""
     run = tmp_path_factory.mktemp("predict") / "run"
     overrides = [
@@ -48,12 +63,13 @@ def run_dir(tmp_path_factory, data_dir, cache_dir, tokenizer_dir):
         f"data.tokenizer={tokenizer_dir}",
         f"data.max_seq_len={MAX_LEN}",
         "trainer.limit_val_batches=1.0",  # the whole dev set: the logged val/* metrics are over dev.tsv
-        "trainer.limit_train_batches=30",
-        "trainer.max_steps=30",
-        "optimizer.lr=1e-3",  # far enough from chance that both classes are predicted
+        "trainer.limit_train_batches=1.0",
+        "trainer.max_steps=-1",
+        "trainer.max_epochs=2",  # ~76 steps at 1e-3: the cue words are learnt on every seed tried, on any CPU
+        "optimizer.lr=1e-3",
         f"hydra.run.dir={run}",
     ]
-    proc = run_train(overrides, cli_env(data_dir, cache_dir))
+    proc = run_train(overrides, cli_env(sst2_dir, cache_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return run
 
@@ -101,14 +117,15 @@ def test_predictions_equal_the_models_forward(run_dir, tokenizer_dir, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
-def test_logged_accuracy_and_macro_f1_equal_a_direct_computation(run_dir, tokenizer_dir, data_dir):
+def test_logged_accuracy_and_macro_f1_equal_a_direct_computation(run_dir, tokenizer_dir, sst2_dir):
     """val/acc and val/f1_macro of metrics.json, recomputed by hand from the model's own predictions on
     the dev set (the final validation ran on the weights of last.ckpt)."""
-    rows = [line.split("\t") for line in (data_dir / "sst2/dev.tsv").read_text().splitlines()[1:]]
+    rows = [line.split("\t") for line in (sst2_dir / "sst2/dev.tsv").read_text().splitlines()[1:]]
     names = json.loads((run_dir / "label_map.json").read_text())["label_names"]
     gold = np.array([names.index(label) for _, label in rows])
     predicted = reference_probabilities(run_dir, tokenizer_dir, [text for text, _ in rows]).argmax(-1).numpy()
     assert set(predicted) == {0, 1}  # both classes predicted: a per-class F1 that means something
+    assert 0.6 < np.mean(predicted == gold) < 1.0  # learnt, and the flipped labels are missed
     f1 = []
     for label in range(len(names)):
         tp = np.sum((predicted == label) & (gold == label))
