@@ -195,6 +195,20 @@ def at_most(limit: int, what: str) -> Rule:
     )
 
 
+def below(limit: int, what: str) -> Rule:
+    """An integer smaller than ``limit``; ``what`` names the limit ("encoder.max_positions=512")."""
+    return Rule(
+        f"be smaller than {what}",
+        lambda v: is_integer(v) and v < limit,
+        lambda key: f"lower {key} to {limit - 1} or less" if is_integer(limit) else f"fix {what}",
+    )
+
+
+def only_with(holds: bool, requirement: str) -> Rule:
+    """A value that is allowed only when another setting says so (``requirement``, as the user types it)."""
+    return Rule(f"go with {requirement}", lambda v: holds, lambda key: f"set {requirement} or change {key}")
+
+
 def differs_from(other: Any, other_key: str, why: str) -> Rule:
     """Not the value of another setting (a text column that is also the label column)."""
     return Rule(

@@ -17,7 +17,7 @@ def test_output_shape_and_presets():
     for name, shape in PRESETS.items():
         cfg = from_preset(name, vocab_size=100).config
         assert (cfg.layers, cfg.hidden, cfg.heads) == (shape["layers"], shape["hidden"], shape["heads"])
-        assert cfg.intermediate == 4 * cfg.hidden
+        assert cfg.intermediate == shape.get("intermediate", 4 * cfg.hidden)
 
 
 def test_padding_does_not_change_real_token_states():

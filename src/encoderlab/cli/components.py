@@ -23,7 +23,7 @@ def build_task(cfg: DictConfig, init=None):
     datamodule = instantiate(cfg.data, **data_overrides)
     datamodule.prepare()
     encoder = init.build_encoder(instantiate(cfg.encoder), datamodule.vocab_size)
-    positions = encoder.config.max_positions
+    positions = encoder.config.max_sequence_length
     check(
         "data.max_seq_len", datamodule.max_seq_len, at_most(positions, f"the encoder's {positions} positions")
     )
@@ -50,6 +50,8 @@ def build_task(cfg: DictConfig, init=None):
 
 def build_callbacks(cfg: DictConfig, *extra) -> list:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()] + [*extra]
+    if cfg.get("budget"):
+        callbacks.append(instantiate(cfg.budget))
     if not cfg.trainer.get("enable_progress_bar", True):
         # Lightning refuses a progress-bar callback when bars are off; honour the trainer switch.
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]

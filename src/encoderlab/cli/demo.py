@@ -186,7 +186,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     p.add_argument("--probe-lr", type=float, default=1e-3, help="linear-probe learning rate")
-    p.add_argument("--pooling", default="mean", help="classifier pooling: mean, cls or max")
+    p.add_argument("--pooling", default="mean", help="classifier pooling: mean, cls, max or last")
     p.add_argument("--finetune-dropout", type=float, default=0.1, help="encoder dropout while fine-tuning")
     p.add_argument(
         "extra", nargs="*", help="more overrides for every stage, e.g. trainer.enable_progress_bar=false"

@@ -30,6 +30,7 @@ from encoderlab.run.redact import redact
 from encoderlab.run.task_record import TaskRecord
 from encoderlab.training.checkpoints import LastValidatedStep, check_resumable, save_last_checkpoint
 from encoderlab.training.distributed import reporting_lost_peers
+from encoderlab.training.summaries import callback_summaries
 from encoderlab.training.trained_parameters import TrainedParameters
 
 log = logging.getLogger("encoderlab")
@@ -82,6 +83,7 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     metrics.update(
         {"params/trainable": trained.count, "params/total": total, "time/fit_seconds": fit_seconds}
     )
+    metrics.update(callback_summaries(trainer))  # e.g. the steps and tokens a budget bought
     if not trainer.is_global_zero:
         return metrics  # in a distributed run only rank 0 writes the run's files
 

@@ -1,12 +1,22 @@
-"""Collators: MLM masking (reproducible per item) and dynamic padding."""
+"""Collators: MLM masking (reproducible per item; the strategies in ``masking.py``) and dynamic padding."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 
+from encoderlab.data.masking import (
+    WORD_STRATEGIES,
+    RateSchedule,
+    check_masking,
+    select_spans,
+    select_whole_words,
+    span_length_probabilities,
+    word_first_position,
+    word_starts,
+)
 from encoderlab.errors import UserError
 from encoderlab.validate import check, fraction, open_fraction
 
@@ -28,10 +38,23 @@ class MLMCollator:
     10% -> a random non-special token, 10% unchanged (fractions configurable). Labels are the
     original ids at selected positions and -100 elsewhere.
 
+    ``masking`` chooses what is selected: ``token`` (each token on its own, as above), ``whole_word`` (each
+    word with probability ``mlm_probability``, all its pieces together; mask/random/keep decided per
+    position, as BERT's whole-word reference code does), ``span`` (SpanBERT: spans of Geometric(``span_p``)
+    words, at most ``span_max``, until ``mlm_probability`` of the tokens are covered; mask/random/keep decided
+    per span) or ``none`` (nothing corrupted, labels are the ids at every real token: causal LM). The word
+    strategies need ``word_start_ids`` (``tokenizer.word_start_ids``). Special tokens are never selected.
+
     Items are token tensors, or ``(key, tensor)`` pairs (``EpochKeyedDataset``): then each sequence's
     random draws come from a generator seeded by ``(seed, key)``, so an item's masking does not depend on
     the global RNG, the batch it is in, the number of processes or where a run was resumed. Plain tensors
     use torch's global RNG.
+
+    With ``mlm_probability_end`` the rate moves linearly to it over ``masking_schedule_steps`` optimizer
+    steps. The step is read from the item's key through ``batch_order`` (``ShuffledBatchSampler.batch_order``:
+    key -> number of the batch that drew it) divided by ``batches_per_step`` (processes × gradient
+    accumulation), so it is a function of the item alone. Without keys or ``batch_order`` the rate is
+    ``mlm_probability``.
     """
 
     def __init__(
@@ -44,8 +67,17 @@ class MLMCollator:
         mask_replace_prob: float = 0.8,
         random_replace_prob: float = 0.1,
         seed: int = 0,
+        masking: str = "token",
+        word_start_ids: torch.Tensor | None = None,
+        span_p: float = 0.2,
+        span_max: int = 10,
+        mlm_probability_end: float | None = None,
+        masking_schedule_steps: int | None = None,
+        batch_order: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        batches_per_step: int = 1,
     ):
         check("data.mlm_probability", mlm_probability, open_fraction)
+        check_masking(masking, span_p, span_max, mlm_probability_end, masking_schedule_steps)
         check("data.mask_replace_prob", mask_replace_prob, fraction)
         check("data.random_replace_prob", random_replace_prob, fraction)
         if mask_replace_prob + random_replace_prob > 1.0:
@@ -60,6 +92,18 @@ class MLMCollator:
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
         self.seed = seed
+        self.masking = masking
+        if masking in WORD_STRATEGIES and word_start_ids is None:
+            raise ValueError(f"masking={masking} needs the tokenizer's word starts (word_start_ids)")
+        self.word_start_ids = word_start_ids
+        self.span_probs = span_length_probabilities(span_p, span_max)
+        self.schedule = (
+            RateSchedule(mlm_probability, mlm_probability_end, masking_schedule_steps)
+            if mlm_probability_end is not None
+            else None
+        )
+        self.batch_order = batch_order
+        self.batches_per_step = batches_per_step
         self.special = torch.tensor(sorted(set(special_ids) | {pad_id, mask_id}), dtype=torch.long)
         # Random replacements are drawn only from ordinary tokens, never specials.
         is_special = torch.zeros(vocab_size, dtype=torch.bool)
@@ -89,6 +133,20 @@ class MLMCollator:
             token[row, :n] = torch.randint(len(self.random_pool), (n,), generator=g)
         return select, choice, token, g
 
+    def rates(self, keys: Sequence[int] | None) -> float | torch.Tensor:
+        """The masking rate of each keyed item ([B, 1]), or the one constant rate."""
+        if self.schedule is None or keys is None or self.batch_order is None:
+            return self.mlm_probability
+        steps = self.batch_order(torch.tensor(keys, dtype=torch.long)) // self.batches_per_step
+        return self.schedule.rate(steps).unsqueeze(1)
+
+    def _span_rngs(self, keys: Sequence[int] | None, n: int) -> list[np.random.Generator]:
+        """One generator per item for span placement, a stream of its own beside ``_draws``'."""
+        if keys is None:
+            seeds = torch.randint(2**62, (n,)).tolist()  # from torch's global RNG, like unkeyed draws
+            return [np.random.default_rng(s) for s in seeds]
+        return [np.random.default_rng([self.seed, int(key), 1]) for key in keys]
+
     def __call__(self, batch: Sequence[torch.Tensor] | Sequence[tuple[int, torch.Tensor]]) -> dict:
         keys = None
         if isinstance(batch[0], tuple):
@@ -97,23 +155,43 @@ class MLMCollator:
         attention_mask = torch.zeros_like(input_ids)
         for row, s in zip(attention_mask, batch, strict=True):
             row[: len(s)] = 1
+        if self.masking == "none":
+            # Causal LM: nothing corrupted; every real token is a target (the task shifts them).
+            labels = input_ids.masked_fill(~attention_mask.bool(), IGNORE_INDEX)
+            return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         eligible = ~torch.isin(input_ids, self.special) & attention_mask.bool()
         select_u, choice_u, token_idx, g = self._draws(input_ids.shape, keys, [len(s) for s in batch])
+        rate = self.rates(keys)
 
-        selected = (select_u < self.mlm_probability) & eligible
+        # ``decide`` holds the uniform that picks mask / random / keep: per position, or per span.
+        decide = choice_u
+        if self.masking == "token":
+            selected = (select_u < rate) & eligible
+        else:
+            starts = word_starts(input_ids, self.word_start_ids, eligible)
+            first = word_first_position(starts)
+            if self.masking == "whole_word":
+                selected = select_whole_words(select_u, eligible, first, rate)
+            else:
+                selected, span_first, _ = select_spans(
+                    eligible, starts, rate, self.span_probs, self._span_rngs(keys, len(batch))
+                )
+                decide = choice_u.gather(1, span_first)
         if not selected.any() and eligible.any():
             # Never return a batch with no targets: the mean MLM loss would be NaN.
             candidates = torch.nonzero(eligible)
             pick = candidates[torch.randint(len(candidates), (1,), generator=g)].squeeze(0)
             selected[pick[0], pick[1]] = True
+            if self.masking != "token":  # the whole word of the picked piece
+                selected[pick[0]] |= eligible[pick[0]] & (first[pick[0]] == first[pick[0], pick[1]])
 
         labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
-        # One uniform draw per position decides mask / random / keep with the configured fractions.
-        to_mask = selected & (choice_u < self.mask_replace_prob)
+        # One uniform draw per position (or span) decides mask / random / keep with the configured fractions.
+        to_mask = selected & (decide < self.mask_replace_prob)
         to_random = (
             selected
-            & (choice_u >= self.mask_replace_prob)
-            & (choice_u < self.mask_replace_prob + self.random_replace_prob)
+            & (decide >= self.mask_replace_prob)
+            & (decide < self.mask_replace_prob + self.random_replace_prob)
         )
         input_ids = input_ids.masked_fill(to_mask, self.mask_id)
         input_ids = torch.where(to_random, self.random_pool[token_idx], input_ids)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import cache
 
+import torch
 from torch.utils.data import DataLoader
 
 from encoderlab.data.base import (
@@ -20,10 +21,11 @@ from encoderlab.data.base import (
 )
 from encoderlab.data.collators import MLMCollator
 from encoderlab.data.datasets import PackedSequenceDataset
+from encoderlab.data.masking import WORD_STRATEGIES
 from encoderlab.data.readers import file_fingerprint, keep_paragraph, read_corpus
 from encoderlab.data.samplers import EpochKeyedDataset, ShuffledBatchSampler
 from encoderlab.data.token_cache import cached_token_ids
-from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids
+from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids, word_start_ids
 from encoderlab.errors import UserError
 
 
@@ -46,6 +48,11 @@ class TextCorpusDataModule(PreparedDataModule):
         mlm_probability: float = 0.15,
         mask_replace_prob: float = 0.8,
         random_replace_prob: float = 0.1,
+        masking: str = "token",
+        span_p: float = 0.2,
+        span_max: int = 10,
+        mlm_probability_end: float | None = None,
+        masking_schedule_steps: int | None = None,
         num_workers: int = 0,
         cache_dir: str = ".cache/encoderlab",
         hub: dict | None = None,
@@ -66,11 +73,31 @@ class TextCorpusDataModule(PreparedDataModule):
         self.mlm_probability = mlm_probability
         self.mask_replace_prob = mask_replace_prob
         self.random_replace_prob = random_replace_prob
+        # The masking lives in the collator alone: changing it reuses the same token cache.
+        self.masking = masking
+        self.span_p = span_p
+        self.span_max = span_max
+        self.mlm_probability_end = mlm_probability_end
+        self.masking_schedule_steps = masking_schedule_steps
         self.num_workers = num_workers
         self.cache_dir = cache_dir
         self.hub = dict(hub) if hub else None
         # Fail on bad masking settings at construction, before any data work.
-        MLMCollator(0, 4, 6, [0, 1, 2, 3, 4], mlm_probability, mask_replace_prob, random_replace_prob)
+        MLMCollator(
+            0,
+            4,
+            6,
+            [0, 1, 2, 3, 4],
+            mlm_probability,
+            mask_replace_prob,
+            random_replace_prob,
+            masking=masking,
+            word_start_ids=torch.ones(6, dtype=torch.bool),
+            span_p=span_p,
+            span_max=span_max,
+            mlm_probability_end=mlm_probability_end,
+            masking_schedule_steps=masking_schedule_steps,
+        )
 
     @property
     def head_kwargs(self) -> dict:
@@ -143,15 +170,31 @@ class TextCorpusDataModule(PreparedDataModule):
                     f"{name} corpus has fewer than {self.max_seq_len - 2} tokens, so no block of max_seq_len="
                     f"{self.max_seq_len} fits — use more text (data.{name}_limit) or a smaller data.max_seq_len"
                 )
-        self.collator = MLMCollator(
+        self._word_start_ids = word_start_ids(tok) if self.masking in WORD_STRATEGIES else None
+        self.collator = self._collator()
+        # Validation masks at one fixed rate (a schedule's end rate), so its losses compare across steps.
+        self.val_collator = self._collator(fixed_rate=self.mlm_probability_end)
+
+    def _collator(self, fixed_rate: float | None = None, batch_order=None, batches_per_step: int = 1):
+        """The masking collator; with ``batch_order`` the scheduled rate follows the training batches."""
+        ids = special_token_ids(self._tokenizer)
+        return MLMCollator(
             pad_id=ids["pad"],
             mask_id=ids["mask"],
-            vocab_size=tok.get_vocab_size(),
+            vocab_size=self._tokenizer.get_vocab_size(),
             special_ids=[ids[k] for k in ("pad", "unk", "cls", "sep", "mask")],
-            mlm_probability=self.mlm_probability,
+            mlm_probability=fixed_rate or self.mlm_probability,
             mask_replace_prob=self.mask_replace_prob,
             random_replace_prob=self.random_replace_prob,
             seed=self.seed,
+            masking=self.masking,
+            word_start_ids=self._word_start_ids,
+            span_p=self.span_p,
+            span_max=self.span_max,
+            mlm_probability_end=None if fixed_rate else self.mlm_probability_end,
+            masking_schedule_steps=None if fixed_rate else self.masking_schedule_steps,
+            batch_order=batch_order,
+            batches_per_step=batches_per_step,
         )
 
     def _split(self, paragraphs: list[str]) -> tuple[list[str], list[str]]:
@@ -168,7 +211,14 @@ class TextCorpusDataModule(PreparedDataModule):
         self.prepare()
         # Keyed items: each block's masking is seeded by (seed, epoch, index), reproducible on resume.
         sampler = ShuffledBatchSampler(len(self.train_dataset), self.batch_size, self.seed, epoch_keys=True)
-        return self._resumable_train_loader(EpochKeyedDataset(self.train_dataset), sampler, self.collator)
+        collator = self.collator
+        if self.mlm_probability_end is not None:
+            # The scheduled rate counts optimizer steps: each takes a batch from every process, times the
+            # gradient accumulation.
+            trainer = self.trainer
+            per_step = trainer.world_size * trainer.accumulate_grad_batches if trainer is not None else 1
+            collator = self._collator(batch_order=sampler.batch_order(), batches_per_step=per_step)
+        return self._resumable_train_loader(EpochKeyedDataset(self.train_dataset), sampler, collator)
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()
@@ -177,6 +227,6 @@ class TextCorpusDataModule(PreparedDataModule):
             EpochKeyedDataset(self.val_dataset),
             batch_size=self.batch_size,
             shuffle=False,
-            collate_fn=self.collator,
+            collate_fn=self.val_collator,
             **loader_kwargs(self.num_workers, self.seed),
         )

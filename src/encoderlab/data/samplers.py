@@ -74,6 +74,11 @@ class EpochBatchSampler(Sampler[list[int]]):
         yield from batches[start:]
 
 
+def epoch_permutation(seed: int, epoch: int, num_samples: int) -> torch.Tensor:
+    """The order in which ``ShuffledBatchSampler`` draws the indices of epoch ``epoch``."""
+    return torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed + epoch))
+
+
 class ShuffledBatchSampler(EpochBatchSampler):
     """Shuffle ``num_samples`` indices per epoch and cut them into batches of ``batch_size``.
 
@@ -90,11 +95,51 @@ class ShuffledBatchSampler(EpochBatchSampler):
         return -(-self.num_samples // self.batch_size)
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
-        g = torch.Generator().manual_seed(self.seed + epoch)
-        perm = torch.randperm(self.num_samples, generator=g)
+        perm = epoch_permutation(self.seed, epoch, self.num_samples)
         if self.epoch_keys:
             perm = perm + epoch * self.num_samples
         return [chunk.tolist() for chunk in perm.split(self.batch_size)]
+
+    def batch_order(self) -> KeyedBatchOrder:
+        """Maps the epoch keys this sampler yields to the number of the batch that drew them."""
+        return KeyedBatchOrder(self.num_samples, self.batch_size, self.seed)
+
+
+class KeyedBatchOrder:
+    """Which batch of the run drew an epoch-keyed item: key ``epoch * num_samples + index`` belongs to
+    batch ``epoch * batches_per_epoch + (position of index in the epoch's shuffle) // batch_size``.
+
+    A pure function of the key (the shuffle is recomputed from the seed), so a collator in a worker process
+    or in a resumed run finds the same position as the unbroken run's; batch ``b`` counts the batches of
+    all processes together (process ``r`` of ``n`` trains batches ``r, r + n, ...``).
+    """
+
+    def __init__(self, num_samples: int, batch_size: int, seed: int) -> None:
+        self.num_samples = num_samples
+        self.batch_size = batch_size
+        self.seed = seed
+        self.batches_per_epoch = -(-num_samples // batch_size)
+        self._inverse: tuple[int, torch.Tensor] | None = None  # (epoch, position of each index)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_inverse": None}  # workers recompute it rather than receive it
+
+    def _positions(self, epoch: int) -> torch.Tensor:
+        if self._inverse is None or self._inverse[0] != epoch:
+            perm = epoch_permutation(self.seed, epoch, self.num_samples)
+            inverse = torch.empty_like(perm)
+            inverse[perm] = torch.arange(self.num_samples)
+            self._inverse = (epoch, inverse)
+        return self._inverse[1]
+
+    def __call__(self, keys: torch.Tensor) -> torch.Tensor:
+        epochs, indices = keys // self.num_samples, keys % self.num_samples
+        out = torch.empty_like(keys)
+        for epoch in epochs.unique().tolist():
+            rows = epochs == epoch
+            in_epoch = self._positions(epoch)[indices[rows]] // self.batch_size
+            out[rows] = epoch * self.batches_per_epoch + in_epoch
+        return out
 
 
 class LengthGroupedSampler(EpochBatchSampler):

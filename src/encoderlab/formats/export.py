@@ -20,6 +20,7 @@ import encoderlab
 from encoderlab.data.tokenizer import tokenizer_files
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_directory, atomic_file, write_json
+from encoderlab.formats import hf
 from encoderlab.formats.weights import load_strict
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.models.heads import MaskedLMHead
@@ -103,8 +104,12 @@ def load_mlm_head(encoder: Encoder, path: str | None = None, export_dir: str | N
     """The masked-LM head kept by a pre-training run, tied to ``encoder``'s embeddings.
 
     ``path`` names the file; by default it is the one beside the encoder export ``export_dir``
-    (``<run>/encoder`` → ``<run>/mlm_head.safetensors``), which is where pre-training puts it.
+    (``<run>/encoder`` → ``<run>/mlm_head.safetensors``), which is where pre-training puts it. When
+    ``export_dir`` is a Hugging Face model directory (``init=hf``), its own MLM head is used where it is
+    exactly ours (:func:`encoderlab.formats.hf.load_hf_mlm_head`).
     """
+    if path is None and export_dir is not None and hf.is_hf_directory(export_dir):
+        return hf.load_hf_mlm_head(encoder, export_dir)
     if path is None:
         if export_dir is None:
             raise UserError(

@@ -1,17 +1,20 @@
-"""Hugging Face BERT interop: config translation, the explicit parameter-name table, and ``init=hf``.
+"""Hugging Face interop: the shared machinery of import (``init=hf``) and export, over one module per family.
 
-Our encoder's parameter names differ from ``transformers.BertModel``'s only in a few places; the table
-below spells out every one of them, in both directions. Importing a checkpoint accounts for every key:
-besides the encoder's own tensors, only the known extras are allowed (``pooler.*``, the pre-training and
-classification heads ``cls.*`` / ``classifier.*``, and the ``position_ids`` buffer); anything else
-missing or unexpected fails, naming the keys.
+Each architecture family (``hf_bert``, ``hf_roberta``, ``hf_distilbert``, ``hf_electra``, ``hf_modernbert``)
+declares its ``model_type`` values, config translation and explicit parameter-name tables
+(:class:`encoderlab.formats.hf_family.HFFamily`); :data:`FAMILIES` is the registry keyed by ``model_type``.
+Here: reading ``config.json`` and the weight files, accounting for every key, the MLM head, the init-group
+helpers and writing a ``transformers`` directory. Importing a checkpoint accounts for every key: besides the
+encoder's own tensors (and the MLM head, when it is exactly ours), only the family's known extras are allowed
+(poolers, pre-training and classification heads, position-id buffers); anything else missing or unexpected
+fails, naming the keys.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -19,94 +22,43 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from encoderlab.data import load_tokenizer, save_tokenizer, special_token_ids
+from encoderlab.data.tokenizer import special_token_names
 from encoderlab.errors import UserError
 from encoderlab.extras import require
+from encoderlab.formats import hf_bert, hf_distilbert, hf_electra, hf_modernbert, hf_roberta
+from encoderlab.formats.hf_bert import (  # noqa: F401  (BERT's tables keep their historical home here)
+    CLASSIFIER_HEAD_NAMES,
+    EMBEDDING_NAMES,
+    KNOWN_EXTRA_KEYS,
+    KNOWN_EXTRA_PREFIXES,
+    LAYER_NAMES,
+    MLM_HEAD_NAMES,
+    config_to_hf,
+    encoder_to_hf,
+    name_map,
+)
+from encoderlab.formats.hf_family import HFFamily, NameTable, Part, theirs_keys
 from encoderlab.formats.weights import describe_key_mismatch, load_strict, strip_wrapper_prefixes
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.models.heads import MaskedLMHead, SequenceClassifier
 
-SUPPORTED_MODEL_TYPES = ("bert",)
-SUPPORTED_ARCHITECTURES = (
-    "BertModel",
-    "BertForMaskedLM",
-    "BertForPreTraining",
-    "BertForSequenceClassification",
-)
-HF_PREFIX = "bert."
+# The registry: every supported model_type → its family.
+FAMILIES: dict[str, HFFamily] = {
+    model_type: family.FAMILY
+    for family in (hf_bert, hf_roberta, hf_distilbert, hf_electra, hf_modernbert)
+    for model_type in family.FAMILY.model_types
+}
+SUPPORTED_MODEL_TYPES = tuple(FAMILIES)
+SUPPORTED_ARCHITECTURES = tuple(a for f in dict.fromkeys(FAMILIES.values()) for a in f.architectures)
+HF_PREFIX = hf_bert.PREFIX
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 TORCH_FILE = "pytorch_model.bin"
 TORCH_INDEX = "pytorch_model.bin.index.json"
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
-
-# Ours → Hugging Face, outside the layers.
-EMBEDDING_NAMES: dict[str, str] = {
-    "embeddings.word_embeddings.weight": "embeddings.word_embeddings.weight",
-    "embeddings.position_embeddings.weight": "embeddings.position_embeddings.weight",
-    "embeddings.token_type_embeddings.weight": "embeddings.token_type_embeddings.weight",
-    "embeddings.LayerNorm.weight": "embeddings.LayerNorm.weight",
-    "embeddings.LayerNorm.bias": "embeddings.LayerNorm.bias",
-}
-# Ours (under ``layers.{i}.``) → Hugging Face (under ``encoder.layer.{i}.``).
-LAYER_NAMES: dict[str, str] = {
-    "attention.query.weight": "attention.self.query.weight",
-    "attention.query.bias": "attention.self.query.bias",
-    "attention.key.weight": "attention.self.key.weight",
-    "attention.key.bias": "attention.self.key.bias",
-    "attention.value.weight": "attention.self.value.weight",
-    "attention.value.bias": "attention.self.value.bias",
-    "attention.output.weight": "attention.output.dense.weight",
-    "attention.output.bias": "attention.output.dense.bias",
-    "attention_norm.weight": "attention.output.LayerNorm.weight",
-    "attention_norm.bias": "attention.output.LayerNorm.bias",
-    "intermediate.weight": "intermediate.dense.weight",
-    "intermediate.bias": "intermediate.dense.bias",
-    "output.weight": "output.dense.weight",
-    "output.bias": "output.dense.bias",
-    "output_norm.weight": "output.LayerNorm.weight",
-    "output_norm.bias": "output.LayerNorm.bias",
-}
-# Our MaskedLMHead (its own tensors) → BertForMaskedLM's ``cls.predictions`` (decoder weight is tied).
-MLM_HEAD_NAMES: dict[str, str] = {
-    "dense.weight": "cls.predictions.transform.dense.weight",
-    "dense.bias": "cls.predictions.transform.dense.bias",
-    "layer_norm.weight": "cls.predictions.transform.LayerNorm.weight",
-    "layer_norm.bias": "cls.predictions.transform.LayerNorm.bias",
-    "decoder.bias": "cls.predictions.bias",
-}
-# Our SequenceClassifier with hidden_layers=2, pooling=cls → BertForSequenceClassification.
-CLASSIFIER_HEAD_NAMES: dict[str, str] = {
-    "dense.weight": "bert.pooler.dense.weight",
-    "dense.bias": "bert.pooler.dense.bias",
-    "out.weight": "classifier.weight",
-    "out.bias": "classifier.bias",
-}
-# Keys an HF checkpoint may hold beyond the encoder (after the optional ``bert.`` prefix is removed).
-KNOWN_EXTRA_PREFIXES = ("pooler.", "cls.", "classifier.")
-KNOWN_EXTRA_KEYS = ("embeddings.position_ids",)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json + merges.txt")
 # Checkpoints converted from the original TensorFlow BERT name LayerNorm parameters gamma/beta.
 LEGACY_SUFFIXES = {".gamma": ".weight", ".beta": ".bias"}
-
-
-def name_map(layers: int) -> dict[str, str]:
-    """Every parameter of an ``layers``-layer encoder: our name → ``transformers.BertModel`` name."""
-    names = dict(EMBEDDING_NAMES)
-    for i in range(layers):
-        for ours, theirs in LAYER_NAMES.items():
-            names[f"layers.{i}.{ours}"] = f"encoder.layer.{i}.{theirs}"
-    return names
-
-
-def encoder_to_hf(
-    state: Mapping[str, torch.Tensor], layers: int, prefix: str = ""
-) -> dict[str, torch.Tensor]:
-    """Our encoder's state dict → HF names (``prefix="bert."`` for the task models)."""
-    names = name_map(layers)
-    unknown = sorted(set(state) - set(names))
-    if unknown:
-        raise ValueError(f"encoder state has keys outside the HF name map: {unknown[:6]}")
-    return {prefix + names[k]: v for k, v in state.items()}
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -124,78 +76,38 @@ def _read_config_json(config_json: str | Path | Mapping) -> tuple[dict, str]:
         ) from None
 
 
-def config_from_hf(config_json: str | Path | Mapping) -> EncoderConfig:
-    """A Hugging Face BERT ``config.json`` (path or dict) → our ``EncoderConfig``; other models are refused."""
-    cfg, source = _read_config_json(config_json)
-    model_type = cfg.get("model_type")
-    architectures = cfg.get("architectures") or []
-    supported = (
-        f"supported: model_type {', '.join(SUPPORTED_MODEL_TYPES)} ({', '.join(SUPPORTED_ARCHITECTURES)})"
+def supported_line() -> str:
+    """'supported: model_type bert (BertModel, ...), roberta (...), ...' — every family, one line."""
+    families = dict.fromkeys(FAMILIES.values())
+    return "supported: model_type " + "; ".join(
+        f"{'/'.join(f.model_types)} ({', '.join(f.architectures)})" for f in families
     )
-    if model_type not in SUPPORTED_MODEL_TYPES:
+
+
+def family_of(cfg: Mapping, source: str) -> HFFamily:
+    """The family of a ``config.json``'s ``model_type``; another model is refused, naming every supported one."""
+    model_type = cfg.get("model_type")
+    if model_type not in FAMILIES:
+        architectures = cfg.get("architectures") or []
         arch = f" (architectures {', '.join(architectures)})" if architectures else ""
         raise UserError(
-            f"{source}: model_type {model_type!r}{arch} is not supported — {supported}; "
-            "convert or choose a BERT checkpoint"
+            f"{source}: model_type {model_type!r}{arch} is not supported — {supported_line()}; "
+            "convert or choose one of these checkpoints"
         )
-    checks = {
-        "hidden_act": (cfg.get("hidden_act", "gelu"), "gelu"),
-        "position_embedding_type": (cfg.get("position_embedding_type", "absolute"), "absolute"),
-        "is_decoder": (cfg.get("is_decoder", False), False),
-        "add_cross_attention": (cfg.get("add_cross_attention", False), False),
-    }
-    for key, (value, wanted) in checks.items():
-        if value != wanted:
-            raise UserError(
-                f"{source}: {key}={value!r} is not supported — encoderlab's encoder implements only "
-                f"{key}={wanted!r} (post-LN BERT with erf GELU and absolute positions); choose another checkpoint"
-            )
+    return FAMILIES[model_type]
+
+
+def config_from_hf(config_json: str | Path | Mapping) -> EncoderConfig:
+    """A Hugging Face ``config.json`` (path or dict) of a supported family → our ``EncoderConfig``."""
+    cfg, source = _read_config_json(config_json)
+    return _translate(cfg, source, family_of(cfg, source))
+
+
+def _translate(cfg: Mapping, source: str, family: HFFamily) -> EncoderConfig:
     try:
-        return EncoderConfig(
-            vocab_size=int(cfg["vocab_size"]),
-            layers=int(cfg.get("num_hidden_layers", 12)),
-            hidden=int(cfg.get("hidden_size", 768)),
-            heads=int(cfg.get("num_attention_heads", 12)),
-            intermediate=int(cfg.get("intermediate_size", 3072)),
-            max_positions=int(cfg.get("max_position_embeddings", 512)),
-            type_vocab_size=int(cfg.get("type_vocab_size", 2)),
-            dropout=float(cfg.get("hidden_dropout_prob", 0.1)),
-            attention_dropout=float(cfg.get("attention_probs_dropout_prob", 0.1)),
-            layer_norm_eps=float(cfg.get("layer_norm_eps", 1e-12)),
-            pad_token_id=int(cfg.get("pad_token_id") or 0),
-            initializer_range=float(cfg.get("initializer_range", 0.02)),
-        )
+        return family.config_from_hf(cfg, source)
     except (KeyError, TypeError, ValueError) as err:
-        raise UserError(f"{source} is not a valid BERT config ({err!r}) — check the file") from None
-
-
-def config_to_hf(config: EncoderConfig, architectures: Iterable[str] = ("BertModel",)) -> dict:
-    """Our ``EncoderConfig`` → the fields of a ``transformers.BertConfig`` ``config.json``."""
-    if config.norm_first:
-        raise UserError(
-            "a pre-LayerNorm encoder (norm_first=true) has no Hugging Face BERT equivalent — "
-            "keep the encoderlab export, or pre-train with encoder.norm_first=false"
-        )
-    return {
-        "architectures": list(architectures),
-        "model_type": "bert",
-        "vocab_size": config.vocab_size,
-        "hidden_size": config.hidden,
-        "num_hidden_layers": config.layers,
-        "num_attention_heads": config.heads,
-        "intermediate_size": config.intermediate,
-        "hidden_act": "gelu",
-        "hidden_dropout_prob": config.dropout,
-        "attention_probs_dropout_prob": config.attention_dropout,
-        "max_position_embeddings": config.max_positions,
-        "type_vocab_size": config.type_vocab_size,
-        "initializer_range": config.initializer_range,
-        "layer_norm_eps": config.layer_norm_eps,
-        "pad_token_id": config.pad_token_id,
-        "position_embedding_type": "absolute",
-        "tie_word_embeddings": True,
-        "dtype": "float32",
-    }
+        raise UserError(f"{source} is not a valid {family.title} config ({err!r}) — check the file") from None
 
 
 # --------------------------------------------------------------------------------------------- weights
@@ -241,45 +153,114 @@ def read_hf_state(directory: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def state_from_hf(
-    state: Mapping[str, torch.Tensor], config: EncoderConfig, source: str
-) -> dict[str, torch.Tensor]:
-    """HF BERT state dict (``bert.``-prefixed or not) → our encoder's names, every key accounted for."""
-    state = strip_wrapper_prefixes(state)
+def _renamed(state: Mapping[str, torch.Tensor], family: HFFamily, source: str) -> dict[str, torch.Tensor]:
+    """Keys without wrapper prefixes, legacy gamma/beta names and the family's base-model prefix."""
     renamed: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
+    for key, value in strip_wrapper_prefixes(state).items():
         for old, new in LEGACY_SUFFIXES.items():
             if key.endswith(old) and "LayerNorm" in key:
                 key = key[: -len(old)] + new
-        key = key.removeprefix(HF_PREFIX)
+        key = key.removeprefix(family.prefix)
         if key in renamed:
             raise UserError(
-                f"{source} holds {key} both with and without the 'bert.' prefix — re-save the model"
+                f"{source} holds {key} both with and without the {family.prefix!r} prefix — re-save the model"
             )
         renamed[key] = value
-    to_ours = {theirs: ours for ours, theirs in name_map(config.layers).items()}
+    return renamed
+
+
+def _take(renamed: Mapping[str, torch.Tensor], table: NameTable) -> dict[str, torch.Tensor]:
+    """Our tensors by the table: a name, or a Part (one of equal slices along dim 0) of a fused tensor."""
+    out = {}
+    for ours, theirs in table.items():
+        if isinstance(theirs, Part):
+            out[ours] = renamed[theirs.key].chunk(theirs.parts, dim=0)[theirs.index]
+        else:
+            out[ours] = renamed[theirs]
+    return out
+
+
+def split_hf_state(
+    state: Mapping[str, torch.Tensor],
+    config: EncoderConfig,
+    source: str,
+    family: HFFamily = hf_bert.FAMILY,
+    hf_config: Mapping | None = None,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """(encoder state, MLM head state or None) from a checkpoint, every key accounted for.
+
+    The head is taken when the family's head table says the checkpoint's head is exactly our MaskedLMHead
+    and every one of its tensors is there; otherwise its keys must be among the family's known extras.
+    """
+    renamed = _renamed(state, family, source)
+    table = family.name_map(config)
+    head_table = family.mlm_head_names(hf_config or {}, config)
+    if head_table is not None and not set(head_table.values()) <= set(renamed):
+        head_table = None  # a base model, or another task's head: no MLM head to keep
+    used = theirs_keys(table) | set((head_table or {}).values())
     unexpected = [
         k
         for k in renamed
-        if k not in to_ours and k not in KNOWN_EXTRA_KEYS and not k.startswith(KNOWN_EXTRA_PREFIXES)
+        if k not in used and k not in family.extra_keys and not k.startswith(family.extra_prefixes)
     ]
-    missing = [theirs for theirs in to_ours if theirs not in renamed]
+    missing = sorted(theirs_keys(table) - set(renamed))
     if missing or unexpected:
         raise UserError(
-            f"{source} does not match its config.json as a BERT encoder ({config.layers} layers) — "
-            f"{describe_key_mismatch(missing, unexpected)} — use an unmodified Hugging Face BERT checkpoint"
+            f"{source} does not match its config.json as a {family.title} encoder ({config.layers} layers) — "
+            f"{describe_key_mismatch(missing, unexpected)} — use an unmodified Hugging Face "
+            f"{family.title} checkpoint"
         )
-    return {ours: renamed[theirs] for theirs, ours in to_ours.items()}
+    head = None if head_table is None else {ours: renamed[theirs] for ours, theirs in head_table.items()}
+    return _take(renamed, table), head
+
+
+def state_from_hf(
+    state: Mapping[str, torch.Tensor], config: EncoderConfig, source: str, family: HFFamily = hf_bert.FAMILY
+) -> dict[str, torch.Tensor]:
+    """HF state dict (base-model-prefixed or not) → our encoder's names, every key accounted for."""
+    return split_hf_state(state, config, source, family)[0]
+
+
+def read_hf_checkpoint(
+    directory: str | Path,
+) -> tuple[EncoderConfig, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """(config, encoder state, MLM head state or None) of a Hugging Face model directory."""
+    directory = Path(directory)
+    cfg, source = _read_config_json(directory / CONFIG_FILE)
+    family = family_of(cfg, source)
+    config = _translate(cfg, source, family)
+    encoder_state, head_state = split_hf_state(read_hf_state(directory), config, str(directory), family, cfg)
+    return config, encoder_state, head_state
 
 
 def load_hf_encoder(directory: str | Path) -> Encoder:
-    """Rebuild our ``Encoder`` from a Hugging Face BERT directory (config.json + weights)."""
-    directory = Path(directory)
-    config = config_from_hf(directory / CONFIG_FILE)
+    """Rebuild our ``Encoder`` from a Hugging Face directory (config.json + weights) of a supported family."""
+    config, state, _ = read_hf_checkpoint(directory)
     encoder = Encoder(config)
-    state = state_from_hf(read_hf_state(directory), config, source=str(directory))
     load_strict(encoder, state, source=str(directory))
     return encoder
+
+
+def is_hf_directory(directory: str | Path) -> bool:
+    return (Path(directory) / CONFIG_FILE).is_file()
+
+
+def load_hf_mlm_head(encoder: Encoder, directory: str | Path) -> MaskedLMHead:
+    """The checkpoint's masked-LM head as our ``MaskedLMHead``, tied to ``encoder``'s embeddings.
+
+    Kept where it is exactly ours (BERT ``cls.predictions``, RoBERTa ``lm_head``, DistilBERT ``vocab_*``,
+    ELECTRA's generator, ModernBERT's ``head`` + ``decoder.bias``); otherwise refused with the fix.
+    """
+    _, _, head_state = read_hf_checkpoint(directory)
+    if head_state is None:
+        raise UserError(
+            f"{directory} has no masked-LM head that encoderlab's MLM head expresses exactly (a base model, "
+            "another task's head, or a head with another activation or biases) — use head=mlm for a fresh head, "
+            "or a *ForMaskedLM checkpoint"
+        )
+    head = MaskedLMHead(encoder)
+    load_strict(head, head_state, source=str(directory), expected_missing=MaskedLMHead.TIED_KEYS)
+    return head
 
 
 # ----------------------------------------------------------------------------------------- init group
@@ -321,21 +302,23 @@ def _do_lower_case(normalizer: dict | None) -> bool:
 
 
 def write_hf_tokenizer(tokenizer_dir: str | Path, out_dir: Path, vocab_rows: int, max_positions: int) -> None:
-    """``tokenizer.json`` + ``vocab.txt`` + a ``tokenizer_config.json`` that ``AutoTokenizer`` loads."""
+    """``tokenizer.json`` + ``vocab.txt`` (a BPE: ``vocab.json`` + ``merges.txt``) + a ``tokenizer_config.json``
+    that ``AutoTokenizer`` loads: BERT's WordPiece class, or the generic fast tokenizer for a BPE."""
     tokenizer = load_tokenizer(tokenizer_dir)
     check_vocab_size(tokenizer.get_vocab_size(with_added_tokens=True), vocab_rows, "the encoder")
-    special_token_ids(tokenizer)
+    names = special_token_names(tokenizer)
     save_tokenizer(tokenizer, out_dir)
     lower = _do_lower_case(json.loads(tokenizer.to_str()).get("normalizer"))
+    word_piece = (out_dir / "vocab.txt").is_file()
     tokenizer_config = {
-        "tokenizer_class": "BertTokenizer",
+        "tokenizer_class": "BertTokenizer" if word_piece else "PreTrainedTokenizerFast",
         "do_lower_case": lower,
         "model_max_length": max_positions,
-        "unk_token": "[UNK]",
-        "sep_token": "[SEP]",
-        "pad_token": "[PAD]",
-        "cls_token": "[CLS]",
-        "mask_token": "[MASK]",
+        "unk_token": names["unk"],
+        "sep_token": names["sep"],
+        "pad_token": names["pad"],
+        "cls_token": names["cls"],
+        "mask_token": names["mask"],
     }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
 
@@ -380,6 +363,14 @@ def save_hf(
         raise ValueError("pass at most one of mlm_head and classifier")
     config = encoder.config
     own = {k: v.detach().cpu().float().contiguous().clone() for k, v in encoder.state_dict().items()}
+    if config.position == "rope":  # rotary positions: of the families we write, only ModernBERT has them
+        if classifier is not None:
+            raise UserError(
+                "a classifier on a rope encoder has no Hugging Face head that encoderlab-export writes "
+                "(ModernBertForSequenceClassification has its own head) — pass --encoder-only"
+            )
+        _save_modernbert(out_dir, own, config, tokenizer_dir, mlm_head)
+        return
     if mlm_head is not None:
         architecture = "BertForMaskedLM"
         tensors = encoder_to_hf(own, config.layers, prefix=HF_PREFIX)
@@ -403,6 +394,51 @@ def save_hf(
         hf_config["id2label"] = {str(i): name for i, name in enumerate(names)}
         hf_config["label2id"] = {name: i for i, name in enumerate(names)}
         hf_config["problem_type"] = "single_label_classification" if num_labels > 1 else "regression"
+    save_file(tensors, str(out_dir / SAFETENSORS_FILE), metadata={"format": "pt"})
+    (out_dir / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
+    write_hf_tokenizer(tokenizer_dir, out_dir, config.vocab_size, config.max_positions)
+
+
+def encoder_to_family(
+    state: Mapping[str, torch.Tensor], table: NameTable, prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Our encoder's state dict → a family's names; the Parts of a fused tensor are concatenated in order."""
+    unknown = sorted(set(state) - set(table))
+    if unknown:
+        raise ValueError(f"encoder state has keys outside the HF name map: {unknown[:6]}")
+    out: dict[str, torch.Tensor] = {}
+    fused: dict[str, list[torch.Tensor | None]] = {}
+    for ours, theirs in table.items():
+        if isinstance(theirs, Part):
+            fused.setdefault(theirs.key, [None] * theirs.parts)[theirs.index] = state[ours]
+        else:
+            out[prefix + theirs] = state[ours]
+    for key, parts in fused.items():
+        out[prefix + key] = torch.cat(parts).contiguous()
+    return out
+
+
+def _save_modernbert(
+    out_dir: Path,
+    own: Mapping[str, torch.Tensor],
+    config: EncoderConfig,
+    tokenizer_dir: str | Path,
+    mlm_head: Mapping[str, torch.Tensor] | None,
+) -> None:
+    """``ModernBertForMaskedLM`` (with ``mlm_head``) or ``ModernBertModel``, refusing options it lacks."""
+    family = hf_modernbert.FAMILY
+    architecture = "ModernBertForMaskedLM" if mlm_head is not None else "ModernBertModel"
+    hf_config = hf_modernbert.config_to_hf(config, [architecture])
+    table = family.name_map(config)
+    if mlm_head is not None:
+        tensors = encoder_to_family(own, table, prefix=family.prefix)
+        tensors.update(_map_head(mlm_head, family.mlm_head_names(hf_config, config), "MLM head"))
+    else:
+        tensors = encoder_to_family(own, table)
+    ids = special_token_ids(load_tokenizer(tokenizer_dir))
+    hf_config.update(
+        bos_token_id=ids["cls"], cls_token_id=ids["cls"], eos_token_id=ids["sep"], sep_token_id=ids["sep"]
+    )
     save_file(tensors, str(out_dir / SAFETENSORS_FILE), metadata={"format": "pt"})
     (out_dir / CONFIG_FILE).write_text(json.dumps(hf_config, indent=2) + "\n")
     write_hf_tokenizer(tokenizer_dir, out_dir, config.vocab_size, config.max_positions)

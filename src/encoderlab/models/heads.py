@@ -23,14 +23,18 @@ def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
         nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 class MaskedLMHead(nn.Module):
     """BERT's MLM head: dense → GELU → LayerNorm → decoder whose weight is the token-embedding matrix.
 
     Called on hidden states of the masked positions only ([M, H] → [M, V]), which is where the vocabulary
-    projection's cost goes away.
+    projection's cost goes away. On an encoder whose embeddings are narrower than its hidden size (E < H,
+    ELECTRA's generator) the dense layer maps H → E, so the tied decoder reads the embedding width. Its dense
+    layer and LayerNorm follow the encoder's ``bias`` setting (ModernBERT's head has neither bias); the
+    decoder keeps its bias.
     """
 
     # The decoder weight belongs to the encoder; these are the head's own tensors.
@@ -39,9 +43,10 @@ class MaskedLMHead(nn.Module):
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()
         config = encoder.config
-        self.dense = Linear(config.hidden, config.hidden)
-        self.layer_norm = nn.LayerNorm(config.hidden, eps=config.layer_norm_eps)
-        self.decoder = Linear(config.hidden, config.vocab_size)
+        width = encoder.embeddings.word_embeddings.embedding_dim  # E (= H unless the embeddings are narrower)
+        self.dense = Linear(config.hidden, width, bias=config.bias)
+        self.layer_norm = nn.LayerNorm(width, eps=config.layer_norm_eps, bias=config.bias)
+        self.decoder = Linear(width, config.vocab_size)
         self.apply(_init_bert_style)
         nn.init.zeros_(self.decoder.bias)
         self.decoder.weight = encoder.embeddings.word_embeddings.weight
@@ -61,34 +66,51 @@ class MaskedLMHead(nn.Module):
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
-    """[B, S, H] → [B, H] by the first ([CLS]) token, the mean, or the max over real tokens."""
+    """[B, S, H] → [B, H] by the first ([CLS]) token, the mean or the max over real tokens, or the last
+    real token (a causal encoder's only position that has seen the whole sequence)."""
     if pooling == "cls":
         return hidden[:, 0]
     if attention_mask is None:
         attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+    if pooling == "last":
+        # The highest real position of each row (right or left padding alike); a row of padding only → 0.
+        positions = torch.arange(hidden.shape[1], device=hidden.device).expand(hidden.shape[0], -1)  # B,S
+        last = positions.masked_fill(attention_mask == 0, -1).amax(1).clamp_min(0)  # B
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     mask = attention_mask[..., None].to(hidden.dtype)  # B,S,1
     if pooling == "mean":
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
     if pooling == "max":
         return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).amax(1)
-    raise ValueError(f"unknown pooling {pooling!r}; choose cls, mean or max")
+    raise ValueError(f"unknown pooling {pooling!r}; choose cls, mean, max or last")
+
+
+def natural_pooling(encoder: Encoder) -> str:
+    """The pooling a classifier takes when none is chosen: [CLS] for a bidirectional encoder (today's
+    default), the last real token for a causal one (its [CLS] position has seen nothing but itself)."""
+    return "last" if encoder.config.attention == "causal" else "cls"
 
 
 class SequenceClassifier(nn.Module):
-    """Pool the sequence, then one linear layer, or two (dense → tanh → linear) with ``hidden_layers=2``."""
+    """Pool the sequence, then one linear layer, or two (dense → tanh → linear) with ``hidden_layers=2``.
 
-    POOLINGS = ("cls", "mean", "max")
+    ``pooling=None`` takes the encoder's natural pooling (:func:`natural_pooling`); ``settings()`` records
+    the pooling actually used, so a rebuilt head never depends on the encoder to decide it again.
+    """
+
+    POOLINGS = ("cls", "mean", "max", "last")
 
     def __init__(
         self,
         encoder: Encoder,
         num_labels: int,
-        pooling: str = "cls",
+        pooling: str | None = None,
         dropout: float = 0.1,
         hidden_layers: int = 1,
     ) -> None:
         super().__init__()
-        check("head.pooling", pooling, one_of(*self.POOLINGS))
+        check("head.pooling", pooling, one_of(*self.POOLINGS), optional=True)
+        pooling = natural_pooling(encoder) if pooling is None else pooling
         check("head.dropout", dropout, probability)
         check("head.hidden_layers", hidden_layers, one_of(1, 2))
         if num_labels < 1:  # from the data, which checks its labels itself
@@ -131,3 +153,23 @@ class TokenClassifier(nn.Module):
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         # attention_mask is accepted for a uniform head call; padded positions are ignored by the loss.
         return self.out(self.dropout(hidden))  # B,S,num_labels
+
+
+class ReplacedTokenHead(nn.Module):
+    """ELECTRA's discriminator head (transformers' ``ElectraDiscriminatorPredictions``): dense → GELU →
+    dense(1), one "was this token replaced?" logit per position, [B, S, H] → [B, S]."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        hidden = encoder.config.hidden
+        self.dense = Linear(hidden, hidden)
+        self.dense_prediction = Linear(hidden, 1)
+        self.apply(_init_bert_style)
+        set_onednn_cpu_linear(self, getattr(encoder, "onednn_cpu_linear", True))
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        # attention_mask is accepted for a uniform head call; the task leaves padding out of the loss.
+        return self.dense_prediction(F.gelu(self.dense(hidden))).squeeze(-1)  # B,S
+
+    def settings(self) -> dict:
+        return {}

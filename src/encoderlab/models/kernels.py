@@ -122,16 +122,26 @@ class Dropout(nn.Dropout):
 
 
 def attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, dropout_p: float
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    attn_mask: torch.Tensor | None,
+    dropout_p: float,
+    is_causal: bool = False,
 ) -> torch.Tensor:
-    """Scaled dot-product attention, [B, N, S, D] → [B, N, S, D].
+    """Scaled dot-product attention, [B, N, S, D] → [B, N, S, D]; ``attn_mask`` boolean (True = attend),
+    ``is_causal`` (only without ``attn_mask``) as in SDPA.
 
     ``F.scaled_dot_product_attention``, except with attention dropout on CPU: there SDPA falls back to its
     unfused math path anyway, so the same computation is spelled out here to use the faster dropout mask.
     """
     if dropout_p == 0.0 or q.device.type != "cpu":
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, dropout_p=dropout_p)
+        return F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+        )
     scores = q @ k.transpose(-1, -2) * (q.shape[-1] ** -0.5)  # B,N,S,S
+    if is_causal:
+        attn_mask = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).tril()
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     return dropout(scores.softmax(-1), dropout_p, True) @ v

@@ -13,6 +13,7 @@ doctor, reproduce) both go through :class:`RunDir`, so a renamed file is renamed
       tokenizer/      the tokenizer the run used                                     tasks
       encoder/        the encoder export (pre-training; merged LoRA on request)      tasks
       mlm_head.safetensors   the pre-training head, kept for prompt-style reuse      MaskedLMTask
+      generator/      ELECTRA's generator, laid out as a run: encoder/ + mlm_head   ElectraTask
       adapter/        LoRA tensors + head                                            tasks
       checkpoints/last.ckpt  csv/metrics.csv  csv/hparams.yaml  train.log
 """
@@ -75,6 +76,12 @@ class RunDir:
     @property
     def mlm_head(self) -> Path:
         return self.path / "mlm_head.safetensors"
+
+    @property
+    def generator(self) -> Path:
+        """ELECTRA's generator, kept beside the exported discriminator: ``RunDir(run.generator)`` has its
+        ``encoder`` export and ``mlm_head``, so it loads as a pre-training run's encoder and head do."""
+        return self.path / "generator"
 
     @property
     def adapter(self) -> Path:

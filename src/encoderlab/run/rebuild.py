@@ -70,7 +70,7 @@ class TrainedModel:
 
     @property
     def max_seq_len(self) -> int:
-        positions = self.task.encoder.config.max_positions
+        positions = self.task.encoder.config.max_sequence_length
         value = self.record.data.get("max_seq_len")
         return min(int(value), positions) if isinstance(value, int) else positions
 

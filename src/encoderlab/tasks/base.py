@@ -30,6 +30,7 @@ from encoderlab.adapt.param_groups import LayerwiseLR, param_groups
 from encoderlab.data.base import Targets
 from encoderlab.errors import UserError
 from encoderlab.run.layout import RunDir
+from encoderlab.training.budget import budget_of
 from encoderlab.training.checkpoints import gather_per_rank, load_metric_state, metric_state, own_rank
 from encoderlab.training.schedules import SCHEDULE_RULES
 from encoderlab.validate import check_all, non_negative, pair_of, positive, probability
@@ -81,6 +82,12 @@ class EncoderTask(pl.LightningModule):
         check_all("scheduler", getattr(scheduler, "keywords", {}), SCHEDULE_RULES, optional=("warmup_steps",))
 
     # ------------------------------------------------------------------------- what the task is
+    @classmethod
+    def check_data(cls, datamodule) -> None:
+        """Refuse data whose batches the task cannot learn from although they carry its ``targets`` (e.g.
+        the corpus's masking), with a ``UserError`` naming the fix; run by the pairing checks before any
+        training. Most tasks need nothing beyond their targets."""
+
     def settings(self) -> dict:
         """Plain values (besides encoder and head) that rebuild this task for inference."""
         return {}
@@ -115,12 +122,16 @@ class EncoderTask(pl.LightningModule):
             raise UserError(f"optimizer settings rejected ({err}) — fix optimizer.lr / optimizer.*") from None
         if self.scheduler_factory is None:
             return optimizer
-        total_steps = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = self.scheduler_factory(optimizer, total_steps=total_steps)
+        estimated = self.trainer.estimated_stepping_batches  # also sets the loader up (see on_train_start)
+        budget = budget_of(self.trainer)
+        if budget is not None:  # warm-up and decay as fractions of the budget, not of a step count
+            scheduler = budget.schedule(self.scheduler_factory, optimizer)
+        else:
+            scheduler = self.scheduler_factory(optimizer, total_steps=max(1, int(estimated)))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     def on_train_start(self) -> None:
-        # estimated_stepping_batches (above) sets the training loader up before a resume restores the
+        # estimated_stepping_batches (configure_optimizers) sets the training loader up before a resume restores the
         # checkpoint, and Lightning then never hands the loader its saved position (Lightning issue
         # #20550): a run resumed mid-epoch would start the epoch over. Hand it over here, before the first
         # batch is drawn; without a pending resume this does nothing.

@@ -10,6 +10,7 @@ from torchmetrics import MeanMetric, MetricCollection
 
 from encoderlab.adapt.adapters import merged_copy
 from encoderlab.data.base import Targets
+from encoderlab.data.masking import NO_MASKING
 from encoderlab.errors import UserError
 from encoderlab.formats.export import export_encoder, save_mlm_head
 from encoderlab.models.heads import MaskedLMHead
@@ -44,6 +45,15 @@ def masked_lm_logits(
     return head(hidden), targets  # [M,V], [M]
 
 
+def masked_share(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The share of the batch's real tokens that are targets: the realised masking rate (its denominator
+    counts [CLS] and [SEP], which are never masked, so it sits a little under data.mlm_probability)."""
+    targets = (batch["labels"] != -100).sum().float()
+    mask = batch.get("attention_mask")
+    real = mask.sum() if mask is not None else torch.tensor(batch["labels"].numel())
+    return targets / real.clamp(min=1)
+
+
 def masked_lm_loss(encoder: nn.Module, head: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     logits, targets = masked_lm_logits(encoder, head, batch)
     return vocab_cross_entropy(logits, targets)
@@ -67,14 +77,27 @@ class MaskedLMTask(EncoderTask):
         metrics = MetricCollection({"acc": MeanMetric(), "nll": MeanMetric()})
         self.set_stage_metrics(metrics)
 
+    def predictions(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits [M, V] and targets [M] where the batch has targets (a subclass may predict elsewhere)."""
+        return masked_lm_logits(self.encoder, self.head, batch)
+
+    @classmethod
+    def check_data(cls, datamodule) -> None:
+        if getattr(datamodule, "masking", None) == NO_MASKING:
+            raise UserError(
+                f"task={cls.kind} predicts masked tokens, but data.masking={NO_MASKING} masks nothing — set "
+                "data.masking=token|whole_word|span (objective=mlm|wwm|span), or use objective=clm"
+            )
+
     def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
-        logits, targets = masked_lm_logits(self.encoder, self.head, batch)
+        logits, targets = self.predictions(batch)
         loss = vocab_cross_entropy(logits, targets)
         correct = (logits.detach().argmax(-1) == targets).float()
         metrics[f"{stage}/acc"].update(correct.mean(), weight=targets.numel())
         metrics[f"{stage}/nll"].update(loss.detach(), weight=targets.numel())
         if stage == "train":
             self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
+            self.log("train/mask_rate", masked_share(batch), on_step=True, on_epoch=False)
         self.log(
             f"{stage}/acc", metrics[f"{stage}/acc"], on_step=False, on_epoch=True, prog_bar=stage == "val"
         )
@@ -91,7 +114,8 @@ class MaskedLMTask(EncoderTask):
         nll.reset()
 
     def logged_metrics(self) -> set[str]:
-        return super().logged_metrics() | {f"{stage}/perplexity" for stage in ("train", "val", "test")}
+        perplexities = {f"{stage}/perplexity" for stage in ("train", "val", "test")}
+        return super().logged_metrics() | perplexities | {"train/mask_rate"}
 
     def save_artifacts(self, run: RunDir, datamodule) -> None:
         super().save_artifacts(run, datamodule)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from torch import nn
 
 # The built-in tasks, so that "which task reads this data?" can be answered for every data kind.
+import encoderlab.tasks.causal_lm
 import encoderlab.tasks.classification
 import encoderlab.tasks.cloze
+import encoderlab.tasks.electra
 import encoderlab.tasks.masked_lm
 import encoderlab.tasks.multilabel
 import encoderlab.tasks.regression
@@ -43,15 +45,15 @@ def task_class(task_factory) -> type[EncoderTask] | None:
 
 
 def check_data_fits(task: type[EncoderTask], datamodule) -> None:
-    """The data's examples carry what the task learns from."""
-    if datamodule.targets is task.targets:
-        return
-    others = tasks_reading(datamodule.targets)
-    hint = f"; for this data use {' or '.join(others)}" if others else ""
-    raise UserError(
-        f"task={task.kind} needs {task.targets.value}, but this data gives {datamodule.targets.value} — "
-        f"{task.usage}{hint}"
-    )
+    """The data's examples carry what the task learns from, in the form it learns from (``check_data``)."""
+    if datamodule.targets is not task.targets:
+        others = tasks_reading(datamodule.targets)
+        hint = f"; for this data use {' or '.join(others)}" if others else ""
+        raise UserError(
+            f"task={task.kind} needs {task.targets.value}, but this data gives {datamodule.targets.value} — "
+            f"{task.usage}{hint}"
+        )
+    task.check_data(datamodule)
 
 
 def build_head(
