@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+from encoderlab.cli.demo import check_flags, parse_args, stages
+from encoderlab.errors import UserError
 from tests.conftest import REPO, cli_env
 
 
@@ -60,3 +64,19 @@ def test_demo_refuses_a_used_output_directory(tmp_path):
     )
     assert result.returncode == 2 and "not empty" in result.stderr
     assert (tmp_path / "demo/keep.txt").read_text() == "x"
+
+
+def test_a_budget_replaces_the_step_count_of_pre_training_only(tmp_path):
+    args = parse_args(["--budget-minutes", "9"])
+    check_flags(args)
+    plan = {name: overrides for name, _, overrides in stages(args, tmp_path)}
+    assert "budget.minutes=9.0" in plan["pretrain"] and "trainer.max_steps=-1" in plan["pretrain"]
+    assert not [o for o in plan["pretrain"] if o.startswith("trainer.max_steps=1")]
+    assert not [o for name in ("finetune", "probe", "scratch") for o in plan[name] if o.startswith("budget.")]
+    default = {name: overrides for name, _, overrides in stages(parse_args([]), tmp_path)}
+    assert "trainer.max_steps=10000" in default["pretrain"]
+
+
+def test_a_bad_budget_flag_is_refused_before_any_stage():
+    with pytest.raises(UserError, match="--budget-minutes"):
+        check_flags(parse_args(["--budget-minutes", "0"]))

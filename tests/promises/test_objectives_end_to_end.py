@@ -1,6 +1,7 @@
 """Every new pre-training objective through the real entry point: ELECTRA and causal LM train, leave their
-files, resume, pass the doctor and fine-tune; span masking runs under a token budget. All commands run two at
-a time from one interpreter (tests/cli_batch.py)."""
+files, resume, pass the doctor, fine-tune and predict; span masking runs under a token budget; whole-word
+masking trains the modern block, which exports to ModernBERT. All commands run two at a time from one
+interpreter (tests/cli_batch.py)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,9 @@ def runs(tmp_path_factory, data_dir, cache_dir) -> Path:
         {
             "electra": {"argv": [*PRETRAIN, "objective=electra", f"hydra.run.dir={tmp}/electra"]},
             "clm": {"argv": [*PRETRAIN, "objective=clm", f"hydra.run.dir={tmp}/clm"]},
+            "modern_wwm": {
+                "argv": [*PRETRAIN, "objective=wwm", "encoder=modern_tiny", f"hydra.run.dir={tmp}/modern"]
+            },
             "span_budget": {
                 "argv": [
                     *PRETRAIN,
@@ -75,6 +79,10 @@ def runs(tmp_path_factory, data_dir, cache_dir) -> Path:
                 ]
             },
             "electra_doctor": {"module": "encoderlab.cli.doctor", "argv": [f"{tmp}/electra"]},
+            "modern_export": {
+                "module": "encoderlab.cli.export",
+                "argv": [f"{tmp}/modern", f"{tmp}/modern_hf", "--format", "hf"],
+            },
         },
         tmp,
         env,
@@ -123,3 +131,24 @@ def test_span_masking_stops_at_its_token_budget(runs):
     logged = metrics(runs / "span")
     assert logged["budget/stopped_by_budget"] == 1.0
     assert logged["budget/steps"] == 6 and logged["budget/tokens"] == 6 * 8 * 32
+
+
+def test_a_causal_fine_tune_predicts(runs, tmp_path):
+    from encoderlab.cli.predict import main as predict
+
+    texts = tmp_path / "in.txt"
+    texts.write_text("a fine film\nbleak and dull\n")
+    out = tmp_path / "out.jsonl"
+    assert predict([str(runs / "clm_finetune"), "--input", str(texts), "--output", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["a fine film", "bleak and dull"]
+    assert all(abs(sum(r["probabilities"].values()) - 1) < 1e-5 for r in rows)
+
+
+def test_the_modern_block_pretrains_with_whole_word_masking_and_exports_to_modernbert(runs):
+    transformers = pytest.importorskip("transformers")
+    config = json.loads((runs / "modern_hf/config.json").read_text())
+    assert config["model_type"] == "modernbert" and config["architectures"] == ["ModernBertForMaskedLM"]
+    model = transformers.AutoModelForMaskedLM.from_pretrained(runs / "modern_hf", attn_implementation="sdpa")
+    assert type(model).__name__ == "ModernBertForMaskedLM"
+    assert metrics(runs / "modern")["val/loss"] > 0

@@ -53,7 +53,11 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
         f"data.vocab_size={args.vocab_size}",
         f"data.max_seq_len={args.pretrain_seq_len}",
         f"data.batch_size={args.pretrain_batch_size}",
-        f"trainer.max_steps={args.pretrain_steps}",
+        *(
+            [f"trainer.max_steps={args.pretrain_steps}"]
+            if args.budget_minutes is None
+            else ["trainer.max_steps=-1", f"budget.minutes={args.budget_minutes}"]
+        ),
         f"optimizer.lr={args.pretrain_lr}",
         f"scheduler.warmup_ratio={args.pretrain_warmup}",
         # A small encoder underfits its corpus: without dropout it leaves MLM's early plateau (predicting
@@ -121,13 +125,16 @@ def check_flags(args: argparse.Namespace) -> None:
         "vocab_size": (at_least(COUNT_MINIMUMS["vocab_size"]),),
         "pretrain_seq_len": (at_least(COUNT_MINIMUMS["max_seq_len"]),),
         **{name: (positive,) for name in ("pretrain_lr", "lr", "probe_lr")},
+        "budget_minutes": (positive,),
         "pretrain_warmup": (fraction,),
         "position_init": (one_of(*Encoder.POSITION_INITS),),
         **{name: (probability,) for name in ("pretrain_dropout", "finetune_dropout")},
         "pooling": (one_of(*SequenceClassifier.POOLINGS),),
     }
     for name, flag_rules in rules.items():
-        check(f"--{name.replace('_', '-')}", getattr(args, name), *flag_rules)
+        check(
+            f"--{name.replace('_', '-')}", getattr(args, name), *flag_rules, optional=name == "budget_minutes"
+        )
 
 
 def run_stage(name: str, overrides: list[str], run_dir: Path) -> dict:
@@ -157,9 +164,10 @@ def print_table(rows: list[dict]) -> None:
         )
     console.print(table)
     pre = rows[0]
+    steps = f", {int(pre['budget/steps']):,} steps in its budget" if "budget/steps" in pre else ""
     console.print(
         f"pre-training: {int(pre['params/total']):,} parameters, val MLM loss {pre['val/loss']:.2f} "
-        f"(perplexity {pre['val/perplexity']:.0f}), {pre['wall_seconds']:.0f} s"
+        f"(perplexity {pre['val/perplexity']:.0f}), {pre['wall_seconds']:.0f} s{steps}"
     )
 
 
@@ -176,6 +184,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pretrain-seq-len", type=int, default=64)
     p.add_argument("--pretrain-batch-size", type=int, default=64)
     p.add_argument("--pretrain-steps", type=int, default=10_000)
+    p.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="pre-train for this many wall-clock minutes instead of --pretrain-steps (the schedule decays "
+        "within the budget)",
+    )
     p.add_argument("--pretrain-lr", type=float, default=1.5e-3)
     p.add_argument("--pretrain-warmup", type=float, default=0.1, help="warm-up fraction of the steps")
     p.add_argument(

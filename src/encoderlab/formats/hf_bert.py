@@ -89,19 +89,22 @@ def encoder_to_hf(
     return {prefix + names[k]: v for k, v in state.items()}
 
 
+# What a BERT-like config.json (BERT, RoBERTa, ELECTRA) must say for our post-LN block to compute it.
+BERT_LIKE_VALUES = {
+    "hidden_act": ("gelu", "gelu"),
+    "position_embedding_type": ("absolute", "absolute"),
+    "is_decoder": (False, False),
+    "add_cross_attention": (False, False),
+}
+
+
+def require_bert_like(cfg: Mapping, source: str, family: str) -> None:
+    require_values(cfg, BERT_LIKE_VALUES, source, f"post-LN {family} with erf GELU and absolute positions")
+
+
 def config_from_hf(cfg: Mapping, source: str) -> EncoderConfig:
     """A BERT ``config.json`` → our ``EncoderConfig`` (post-LN, erf GELU, absolute positions only)."""
-    require_values(
-        cfg,
-        {
-            "hidden_act": ("gelu", "gelu"),
-            "position_embedding_type": ("absolute", "absolute"),
-            "is_decoder": (False, False),
-            "add_cross_attention": (False, False),
-        },
-        source,
-        "post-LN BERT with erf GELU and absolute positions",
-    )
+    require_bert_like(cfg, source, "BERT")
     return EncoderConfig(**bert_shape(cfg))
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from encoderlab.formats import hf_bert
-from encoderlab.formats.hf_family import HFFamily, NameTable, require_values
+from encoderlab.formats.hf_family import HFFamily, NameTable
 from encoderlab.models.encoder import EncoderConfig
 
 PROJECTION_NAMES: dict[str, str] = {
@@ -29,17 +29,7 @@ MLM_HEAD_NAMES: dict[str, str] = {
 
 
 def config_from_hf(cfg: Mapping, source: str) -> EncoderConfig:
-    require_values(
-        cfg,
-        {
-            "hidden_act": ("gelu", "gelu"),
-            "position_embedding_type": ("absolute", "absolute"),
-            "is_decoder": (False, False),
-            "add_cross_attention": (False, False),
-        },
-        source,
-        "post-LN ELECTRA with erf GELU and absolute positions",
-    )
+    hf_bert.require_bert_like(cfg, source, "ELECTRA")
     shape = hf_bert.bert_shape(cfg)
     return EncoderConfig(**shape, embedding_size=int(cfg.get("embedding_size") or shape["hidden"]))
 

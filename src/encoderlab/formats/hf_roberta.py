@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from encoderlab.formats import hf_bert
-from encoderlab.formats.hf_family import HFFamily, NameTable, require_values
+from encoderlab.formats.hf_family import HFFamily, NameTable
 from encoderlab.models.encoder import EncoderConfig
 
 # RobertaForMaskedLM's ``lm_head`` is BERT's MLM head under other names: dense → GELU → LayerNorm → tied
@@ -26,17 +26,7 @@ MLM_HEAD_NAMES: dict[str, str] = {
 
 
 def config_from_hf(cfg: Mapping, source: str) -> EncoderConfig:
-    require_values(
-        cfg,
-        {
-            "hidden_act": ("gelu", "gelu"),
-            "position_embedding_type": ("absolute", "absolute"),
-            "is_decoder": (False, False),
-            "add_cross_attention": (False, False),
-        },
-        source,
-        "post-LN RoBERTa with erf GELU and absolute positions",
-    )
+    hf_bert.require_bert_like(cfg, source, "RoBERTa")
     pad = 1 if cfg.get("pad_token_id") is None else int(cfg["pad_token_id"])
     return EncoderConfig(**{**hf_bert.bert_shape(cfg), "pad_token_id": pad}, position_offset=pad + 1)
 
