@@ -146,6 +146,7 @@ def size(run_dir, *prefixes: str) -> int:
     return sum(v.numel() for k, v in state.items() if k.startswith(prefixes))
 
 
+@pytest.mark.slow
 def test_resume_mid_schedule_reapplies_the_stage(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir, OMP_NUM_THREADS="1")
     run_dir = tmp_path / "run"

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import FAST, REPO, cli_env, run_train
 
 
@@ -41,6 +43,7 @@ def test_reproduced_metrics_are_identical(data_dir, cache_dir, tmp_path):
     assert "metrics reproduced" in result.stdout
 
 
+@pytest.mark.slow
 def test_reproduce_reports_differences(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir)
     run_dir = tmp_path / "run"

@@ -209,6 +209,7 @@ def kill_when_training(proc: subprocess.Popen, checkpoint: Path, timeout: float 
     proc.wait(timeout=60)
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_to_the_results_of_an_unbroken_one(
     data_dir, cache_dir, tmp_path, monkeypatch, capsys
 ):

@@ -156,6 +156,7 @@ def test_killing_one_process_ends_the_other_in_one_line(ddp_runs):
     assert record["status"] == "failed" and record["error"] == "UserError: " + line.removeprefix("error: ")
 
 
+@pytest.mark.slow
 def test_the_killed_ddp_run_resumes_to_the_same_weights(ddp_runs):
     assert_lost_steps(ddp_runs.killed, ddp_runs.marker, KILL)
     resumed = run_train([f"resume={ddp_runs.killed}"], ddp_runs.env, ddp_runs.cwd)

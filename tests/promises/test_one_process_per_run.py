@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FAST, assert_clean_failure, cli_env, run_train, start_train
 
 FINETUNE = ["experiment=finetune_sst2", *FAST, "test=false"]
@@ -36,6 +38,7 @@ def snapshot(run_dir: Path) -> dict[str, tuple[int, int]]:
     return {str(p.relative_to(run_dir)): (p.stat().st_size, p.stat().st_mtime_ns) for p in run_dir.rglob("*")}
 
 
+@pytest.mark.slow
 def test_a_second_process_is_refused_while_the_first_trains(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir)
     sweep_dir = tmp_path / "sweep"
@@ -65,6 +68,7 @@ def test_a_second_process_is_refused_while_the_first_trains(data_dir, cache_dir,
     assert (run_dir / "metrics.json").is_file() and not (run_dir / "run.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_resume_takes_over_the_lock_of_a_killed_run(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir)
     run_dir = tmp_path / "run"

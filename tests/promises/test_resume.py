@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from tests.conftest import FAST, cli_env, run_train
@@ -46,6 +47,7 @@ def test_resume_refuses_to_swap_a_component(data_dir, cache_dir, tmp_path):
     assert result.returncode == 2 and "cannot change 'encoder'" in result.stderr
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_wandb_run(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir, WANDB_MODE="offline", WANDB_SILENT="true")
     run_dir = tmp_path / "run"
