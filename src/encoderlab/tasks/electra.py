@@ -21,8 +21,6 @@ from torchmetrics.classification import BinaryAccuracy, BinaryF1Score
 from encoderlab.adapt.adapters import merged_copy
 from encoderlab.data.base import Targets
 from encoderlab.data.collators import IGNORE_INDEX
-from encoderlab.data.masking import NO_MASKING
-from encoderlab.errors import UserError
 from encoderlab.formats.export import export_encoder, save_mlm_head
 from encoderlab.models.encoder import Encoder, EncoderConfig
 from encoderlab.models.heads import MaskedLMHead, ReplacedTokenHead
@@ -117,6 +115,8 @@ class ElectraTask(EncoderTask):
     )
     # A pre-training run predicts no labels: the same refusal as masked-LM pre-training.
     prediction_rows = MaskedLMTask.prediction_rows
+    # Its generator learns from masked tokens: the same refusal of unmasked data (data.masking=none).
+    check_data = MaskedLMTask.__dict__["check_data"]
 
     def __init__(
         self,
@@ -151,14 +151,6 @@ class ElectraTask(EncoderTask):
             compute_groups=False,  # updated one by one below
         )
         self.set_stage_metrics(metrics)
-
-    @classmethod
-    def check_data(cls, datamodule) -> None:
-        if getattr(datamodule, "masking", None) == NO_MASKING:
-            raise UserError(
-                "task=electra replaces masked tokens, but data.masking=none masks nothing — set "
-                "data.masking=token (objective=electra does)"
-            )
 
     def settings(self) -> dict:
         return {

@@ -22,6 +22,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
 from encoderlab.errors import UserError
+from encoderlab.training.throughput import real_tokens
 from encoderlab.validate import at_least, check, positive
 
 # The schedule is built for this many virtual steps and read at ``fraction × RESOLUTION``: every schedule
@@ -86,9 +87,8 @@ class Budget(pl.Callback):
             return
         # Lightning steps the schedule right after the optimizer step, before on_train_batch_end: the
         # fraction it reads is the one reached once this batch is trained.
-        mask = batch.get("attention_mask")
-        tokens = int(mask.sum()) if mask is not None else batch["input_ids"].numel()
-        self.seen_tokens += tokens * trainer.world_size  # every process reads a batch of the same shape
+        # Every process reads a batch of the same shape.
+        self.seen_tokens += real_tokens(batch) * trainer.world_size
         self._fraction = self._schedule_fraction(trainer, trainer.global_step + 1)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:

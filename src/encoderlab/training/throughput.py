@@ -9,6 +9,12 @@ import pytorch_lightning as pl
 from encoderlab.validate import at_least, check
 
 
+def real_tokens(batch: dict) -> int:
+    """The batch's real (non-padding) tokens: what throughput and token budgets count."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+
 class Throughput(pl.Callback):
     """Logs ``train/tokens_per_s`` (real, non-padding tokens) and ``train/examples_per_s`` over a sliding window."""
 
@@ -28,10 +34,8 @@ class Throughput(pl.Callback):
             self._started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        mask = batch.get("attention_mask")
-        ids = batch["input_ids"]
-        self._tokens += int(mask.sum()) if mask is not None else ids.numel()
-        self._examples += ids.shape[0]
+        self._tokens += real_tokens(batch)
+        self._examples += batch["input_ids"].shape[0]
         self._batches += 1
         if self._batches < self.window:
             return
