@@ -3,6 +3,7 @@ written here directly (no training), plus the report rendered in a real headless
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ import yaml
 from encoderlab.cli.compare import main as compare_main
 from encoderlab.reporting.table import build_table
 from encoderlab.run.read import find_runs, load_run
+from tests.cli.test_compare_layout import write_demo
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -161,11 +163,26 @@ def chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install -y chromium)")
-def test_html_report_renders_in_headless_chromium(sweep, tmp_path, capsys):
-    report = tmp_path / "report.html"
-    run_compare(capsys, str(sweep), "--html", str(report), "--group-by-seed", "--metrics", "val/acc")
-    screenshot = tmp_path / "report.png"
+# Appended to a copy of the report (the product carries no such script): where the first metric's header
+# ends, how wide the page is, and whether each wide parameter table scrolls inside its own box.
+MEASURE = """<script>
+const first = document.querySelector("th.metric");
+document.body.dataset.layout = JSON.stringify({
+  viewport: document.documentElement.clientWidth,
+  firstMetric: first.textContent,
+  firstMetricRight: first.getBoundingClientRect().right,
+  pageWidth: document.documentElement.scrollWidth,
+  paramBoxes: Array.from(document.querySelectorAll("table.params"), t => [t.parentElement.clientWidth,
+    t.parentElement.scrollWidth, getComputedStyle(t.parentElement).overflowX]),
+});
+</script>"""
+
+
+def in_chromium(report: Path, tmp_path: Path, width: int) -> tuple[str, dict]:
+    """The DOM headless Chromium built from ``report`` in a ``width``-px window, and the layout measured."""
+    measured = report.with_name(f"measured-{width}.html")
+    measured.write_text(report.read_text().replace("</body>", MEASURE + "</body>"))
+    screenshot = tmp_path / f"report-{width}.png"
     result = subprocess.run(
         [
             chromium(),
@@ -176,24 +193,52 @@ def test_html_report_renders_in_headless_chromium(sweep, tmp_path, capsys):
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--window-size=1200,900",
+            f"--user-data-dir={tmp_path / f'profile-{width}'}",
+            f"--window-size={width},900",
             f"--screenshot={screenshot}",
             "--dump-dom",
-            report.as_uri(),
+            measured.as_uri(),
         ],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    dom = result.stdout
+    assert screenshot.read_bytes().startswith(PNG_MAGIC) and screenshot.stat().st_size > 10_000
+    found = re.search(r'data-layout="([^"]*)"', result.stdout)
+    assert found, "the measuring script did not run"
+    return result.stdout, json.loads(html.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install -y chromium)")
+def test_html_report_renders_in_headless_chromium(sweep, tmp_path, capsys):
+    report = tmp_path / "report.html"
+    run_compare(capsys, str(sweep), "--html", str(report), "--group-by-seed", "--metrics", "val/acc")
+    dom, layout = in_chromium(report, tmp_path, 1280)
     # What the browser built: the summary, both groups' rows, and the count the page's script computed.
     assert 'id="summary" data-run-count="6"' in dom and "6 runs, 2 rows" in dom
-    assert dom.count("<tr") == 3  # header + two configurations
+    assert dom.count('<tr data-row="') == 4  # two configurations, in the metrics and the parameters table
     assert "2 of 2 rows shown" in dom and 'data-visible-rows="2"' in dom
     assert "0.8200 ± 0.0283" in dom
-    assert screenshot.read_bytes().startswith(PNG_MAGIC) and screenshot.stat().st_size > 10_000
+    assert layout["firstMetric"] == "val/acc" and layout["firstMetricRight"] <= layout["viewport"] <= 1280
+    assert layout["pageWidth"] <= layout["viewport"]
+
+
+@pytest.mark.skipif(chromium() is None, reason="needs Debian's chromium (apt-get install -y chromium)")
+def test_html_report_leads_with_metrics_in_an_800_px_window(tmp_path, capsys):
+    """The demo's runs: many wide parameters (paths) scroll inside their box; the page does not."""
+    demo = write_demo(tmp_path / "demo")
+    report = tmp_path / "demo.html"
+    run_compare(capsys, *map(str, demo), "--html", str(report))
+    dom, layout = in_chromium(report, tmp_path, 800)
+    assert layout["viewport"] <= 800
+    assert layout["firstMetric"] == "val/loss"  # the pre-training run's optimized metric leads its table
+    assert layout["firstMetricRight"] <= layout["viewport"]
+    assert layout["pageWidth"] <= layout["viewport"], "the page scrolls sideways"
+    boxes = layout["paramBoxes"]
+    assert [overflow for _, _, overflow in boxes] == ["auto"]  # the classification runs' parameters
+    assert any(scroll > client for client, scroll, _ in boxes), "expected a parameter table wider than 800 px"
+    assert dom.count('<section class="task"') == 2
 
 
 def test_directories_that_are_not_runs_are_named_in_one_error(tmp_path):

@@ -240,8 +240,18 @@ class PreparedDataModule(pl.LightningDataModule):
         return getattr(self, "test_dataset", None) is not None
 
     def describe(self) -> dict:
-        """Plain values a run records about its data, so predicting encodes new inputs the same way."""
-        return {"targets": self.targets.name, "max_seq_len": self.max_seq_len, "lowercase": self.lowercase}
+        """Plain values a run records about its data, so predicting encodes new inputs the same way; once
+        prepared also the tokenizer it ended up with (``tokenizer``: where it was loaded from, which may be
+        inherited from ``init.path`` or trained into the cache; ``vocab_size``: its real size), named as the
+        settings they resolve, so readers show what the run used rather than what was configured."""
+        described = {
+            "targets": self.targets.name,
+            "max_seq_len": self.max_seq_len,
+            "lowercase": self.lowercase,
+        }
+        if self._prepared:
+            described.update(tokenizer=self._tokenizer_dir, vocab_size=self.vocab_size)
+        return described
 
     def save_artifacts(self, run: RunDir) -> None:
         """What the data leaves in a finished run: nothing here (a pre-training run's encoder export

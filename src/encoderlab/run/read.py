@@ -4,6 +4,12 @@ Used by every reader of runs (compare, the sweep report, doctor, reproduce). A m
 (``multirun.yaml`` + one sub-directory per job) or any folder of runs is expanded into the runs below it.
 Every part may be missing (a run that failed in its first second has only ``run.json``); nothing here
 instantiates or unpickles anything.
+
+A setting's configured value (:meth:`Run.param`) and the value the run used (:meth:`Run.effective`) can
+differ: a fine-tune from an export trains with the export's tokenizer whatever ``data.vocab_size`` says.
+Components record what they resolved, named as the config names it (the data module's tokenizer and
+vocabulary size, the encoder config, head and task settings in ``task.json``; the init source and freeze
+policy in ``run.json``), and readers prefer that record.
 """
 
 from __future__ import annotations
@@ -32,6 +38,17 @@ def _float(value) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def setting_text(value) -> str | None:
+    """A config value as an override would spell it: ``true``, ``0.1``, ``[csv,wandb]``; None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(str(setting_text(v)) for v in value) + "]"
+    return str(value)
 
 
 def read_yaml(path: Path):
@@ -128,6 +145,60 @@ class Run:
             return match.group(0) if target is None or isinstance(target, dict | list) else str(target)
 
         return _INTERPOLATION.sub(one, text)
+
+    def effective(self, key: str) -> str | None:
+        """The value of ``key`` this run actually used, as text: what the component owning ``key``'s group
+        recorded (:attr:`used`: e.g. the tokenizer and vocabulary a fine-tune inherited from ``init.path``,
+        the dropout an export brought), else the configured value (:meth:`param`; config values with their
+        interpolations resolved). Runs written before a record existed show their configured values."""
+        group, _, name = key.partition(".")
+        recorded = self.used.get(group) if name else None
+        if recorded is not None and name in recorded:
+            return setting_text(recorded[name])
+        if key in self.overrides or key in self.choices:
+            return self.param(key)
+        value = self.get(key)
+        if value is None:  # not in the config, or an interpolation that cannot be resolved here
+            return self.param(key)
+        return None if isinstance(value, dict) else setting_text(value)
+
+    @cached_property
+    def used(self) -> dict[str, dict]:
+        """Config group → the settings its component recorded as the ones it ran with, named as in the
+        config: ``task.json``'s data (the data module's own record), encoder config, head, task and adapter
+        settings; ``run.json``'s init source and freeze policy. Empty for a run that left none."""
+        used: dict[str, dict] = {}
+        for group in ("init", "freeze"):
+            if isinstance(self.record.get(group), dict):
+                used[group] = self.record[group]
+        task = self.task
+        if task is None:
+            return used
+        encoder = task.encoder
+        # The embedding table is sized by the data's tokenizer (the entry point builds the encoder with its
+        # vocabulary), so runs recorded before the data module noted its vocabulary size still know it.
+        inherited = {"vocab_size": encoder["vocab_size"]} if "vocab_size" in encoder else {}
+        used["data"] = {**inherited, **{k: v for k, v in task.data.items() if k != "class"}}
+        used["encoder"] = encoder
+        used["head"] = task.head.get("settings") or {}
+        used["task"] = task.task.get("settings") or {}
+        if task.adapter:
+            used["adapter"] = task.adapter
+        return used
+
+    @property
+    def task_kind(self) -> str:
+        """What the run trained (``pretrain``, ``classify``, ...): its task record's kind, else its ``task``
+        choice; empty when neither is known. Metrics of different kinds never share a table or a chart."""
+        if self.task is not None and self.task.kind:
+            return self.task.kind
+        return self.choices.get("task", "")
+
+    @property
+    def optimized_metric(self) -> str | None:
+        """The metric the run selected its best checkpoint by (``optimized_metric``); None if not saved."""
+        value = self.get("optimized_metric")
+        return str(value) if value else None
 
     @cached_property
     def logged_hparams(self) -> dict:
