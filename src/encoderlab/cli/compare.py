@@ -66,7 +66,43 @@ def curves_by_label(table: Table) -> dict[str, dict]:
     return {table.curve_label(row, run): run.curves() for row in table.rows for run in row.runs}
 
 
+def compare_suites(args: argparse.Namespace, console: Console) -> None:
+    """Suite directories: the suite's own table (one row per encoder, one column per task), read from its
+    jobs' runs; ``--html`` / ``--plots`` get the suite's report and chart. Nothing in the suite is written."""
+    from encoderlab.reporting.suite_report import print_suite_table, read_plan, subtitle, suite_table
+    from encoderlab.reporting.suite_table import render_suite_html, suite_png
+
+    for given in args.dirs:
+        data = read_plan(Path(given))
+        table, cells = suite_table(Path(given), data)
+        print_suite_table(table, console)
+        png = suite_png(table) if args.html or args.plots else b""
+        if args.plots:
+            out = Path(args.plots)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / f"{Path(given).name}.png").write_bytes(png)
+            console.print(f"suite chart written to {out / (Path(given).name + '.png')}", highlight=False)
+        if args.html:
+            path = Path(args.html)
+            if len(args.dirs) > 1:
+                path = path.with_name(f"{path.stem}-{Path(given).name}{path.suffix}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(render_suite_html(table, png, cells, args.title or subtitle(Path(given), data)))
+            console.print(f"HTML report written to {path}", highlight=False)
+
+
 def compare(args: argparse.Namespace, console: Console) -> list[Table]:
+    from encoderlab.reporting.suite_report import is_suite
+
+    suites = [is_suite(Path(d)) for d in args.dirs]
+    if any(suites):
+        if not all(suites):
+            raise UserError(
+                "suite directories and run directories cannot be compared in one table — pass only suites "
+                "(one table per suite) or only runs"
+            )
+        compare_suites(args, console)
+        return []
     runs = find_runs(args.dirs)
     shown = apply_filters(runs, args.filter)
     if not shown:

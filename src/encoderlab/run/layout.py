@@ -33,6 +33,13 @@ MULTIRUN_FILE = "multirun.yaml"
 # In a multirun directory: job directories that `encoderlab-sweep resume` started over are kept here
 # (a dot name, so readers of the sweep never count them as its runs).
 SWEEP_ATTEMPTS_DIR = ".attempts"
+# An evaluation suite's directory (encoderlab-suite) is a multirun directory with, beside its jobs: the plan and
+# results, the table as HTML and PNG, the sweep's own output, and the config options its jobs compose.
+SUITE_REPORT_FILE = "suite.json"
+SUITE_HTML_FILE = "suite.html"
+SUITE_PLOT_FILE = "suite.png"
+SUITE_LOG_FILE = "suite.log"
+SUITE_CONF_DIR = "conf"
 
 
 @dataclass(frozen=True)
