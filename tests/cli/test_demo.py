@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from encoderlab.cli.demo import check_flags, parse_args, stages
+from encoderlab.cli.demo import DEFAULT_BUDGET_MINUTES, check_flags, parse_args, stages
 from encoderlab.errors import UserError
 from tests.conftest import REPO, cli_env
 
@@ -74,9 +74,16 @@ def test_a_budget_replaces_the_step_count_of_pre_training_only(tmp_path):
     assert not [o for o in plan["pretrain"] if o.startswith("trainer.max_steps=1")]
     assert not [o for name in ("finetune", "probe", "scratch") for o in plan[name] if o.startswith("budget.")]
     default = {name: overrides for name, _, overrides in stages(parse_args([]), tmp_path)}
-    assert "trainer.max_steps=10000" in default["pretrain"]
+    assert f"budget.minutes={DEFAULT_BUDGET_MINUTES}" in default["pretrain"]
+    fixed = {
+        name: overrides for name, _, overrides in stages(parse_args(["--pretrain-steps", "500"]), tmp_path)
+    }
+    assert "trainer.max_steps=500" in fixed["pretrain"]
+    assert not [o for o in fixed["pretrain"] if o.startswith("budget.")]
 
 
 def test_a_bad_budget_flag_is_refused_before_any_stage():
     with pytest.raises(UserError, match="--budget-minutes"):
         check_flags(parse_args(["--budget-minutes", "0"]))
+    with pytest.raises(UserError, match="pass one of them"):
+        check_flags(parse_args(["--budget-minutes", "5", "--pretrain-steps", "100"]))
