@@ -45,7 +45,7 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
     common = [
         f"encoder={args.encoder}",
         # The scratch control starts the same way; a rotary encoder has no position table to initialise.
-        *([f"encoder.position_init={args.position_init}"] if args.position_init else []),
+        *([f"encoder.position_init={args.position_init}"] if args.position_init != "none" else []),
         f"seed={args.seed}",
         *args.extra,
     ]
@@ -135,12 +135,12 @@ def check_flags(args: argparse.Namespace) -> None:
         **{name: (positive,) for name in ("pretrain_lr", "lr", "probe_lr")},
         "budget_minutes": (positive,),
         "pretrain_warmup": (fraction,),
-        "position_init": (one_of(*Encoder.POSITION_INITS),),
+        "position_init": (one_of(*Encoder.POSITION_INITS, "none"),),
         **{name: (probability,) for name in ("pretrain_dropout", "finetune_dropout")},
         "pooling": (one_of(*SequenceClassifier.POOLINGS),),
     }
     for name, flag_rules in rules.items():
-        optional = name in ("budget_minutes", "pretrain_steps", "position_init")
+        optional = name in ("budget_minutes", "pretrain_steps")
         check(f"--{name.replace('_', '-')}", getattr(args, name), *flag_rules, optional=optional)
     if args.budget_minutes is not None and args.pretrain_steps is not None:
         raise UserError(
@@ -187,9 +187,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__.splitlines()[0], formatter_class=argparse.RawTextHelpFormatter
     )
     p.add_argument("--out", type=Path, default=None, help="root of the demo's run directories")
-    p.add_argument(
-        "--encoder", default="modern_tiny", help="encoder preset (modern_tiny, tiny, mini, modern_mini, ...)"
-    )
+    p.add_argument("--encoder", default="tiny", help="encoder preset (tiny, modern_tiny, mini, small, ...)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--corpus-paragraphs", type=int, default=60_000, help="wiki_en paragraphs to pre-train on")
     p.add_argument("--val-paragraphs", type=int, default=2_000)
@@ -215,12 +213,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--position-init",
-        default=None,
-        help="position-table init of an encoder with a learned table: sinusoidal or normal (BERT's)",
+        default="sinusoidal",
+        help="position-table init of an encoder with a learned table: sinusoidal or normal (BERT's); none for "
+        "a rotary encoder (modern_*)",
     )
     p.add_argument("--pretrain-dropout", type=float, default=0.0, help="encoder dropout while pre-training")
-    p.add_argument("--finetune-examples", type=int, default=1000, help="SST-2 training examples")
-    p.add_argument("--finetune-epochs", type=int, default=10)
+    p.add_argument("--finetune-examples", type=int, default=4000, help="SST-2 training examples")
+    p.add_argument("--finetune-epochs", type=int, default=5)
     p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     p.add_argument("--probe-lr", type=float, default=1e-3, help="linear-probe learning rate")
     p.add_argument("--pooling", default="mean", help="classifier pooling: mean, cls, max or last")
