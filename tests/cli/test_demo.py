@@ -80,9 +80,13 @@ def test_a_budget_replaces_the_step_count_of_pre_training_only(tmp_path):
     }
     assert "trainer.max_steps=500" in fixed["pretrain"]
     assert not [o for o in fixed["pretrain"] if o.startswith("budget.")]
-    rotary = parse_args(["--encoder", "modern_tiny", "--position-init", "none"])
-    check_flags(rotary)  # a rotary encoder has no position table: no position_init override at all
-    assert not [o for _, _, overrides in stages(rotary, tmp_path) for o in overrides if "position_init" in o]
+    # The default rotary encoder has no position table: no position_init override at all.
+    assert not [
+        o for _, _, overrides in stages(parse_args([]), tmp_path) for o in overrides if "position_init" in o
+    ]
+    learned = parse_args(["--encoder", "tiny", "--position-init", "sinusoidal"])
+    check_flags(learned)
+    assert all("encoder.position_init=sinusoidal" in o for _, _, o in stages(learned, tmp_path))
 
 
 def test_a_bad_budget_flag_is_refused_before_any_stage():
