@@ -14,7 +14,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from rich.console import Console
 from encoderlab.cli.errors import run_command
 from encoderlab.errors import UserError
 from encoderlab.reporting.table import Table, apply_filters, build_tables
-from encoderlab.reporting.terminal import render
+from encoderlab.reporting.terminal import output_console, render
 from encoderlab.run.layout import RunDir
 from encoderlab.run.read import find_runs
 
@@ -150,18 +149,11 @@ def compare(args: argparse.Namespace, console: Console) -> list[Table]:
     return tables
 
 
-def console() -> Console:
-    """Rich's console at the terminal's width (``COLUMNS`` when set); piped output (files, CI logs) is laid
-    out for 200 columns, where metrics and parameters usually share one table."""
-    wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-    return Console(width=200 if wide else None)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
 
     def body() -> None:
-        compare(args, console())
+        compare(args, output_console())
 
     return run_command(body)
 

@@ -19,7 +19,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from encoderlab.cli.errors import run_command
@@ -30,10 +29,11 @@ from encoderlab.files import write_json
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.heads import SequenceClassifier
 from encoderlab.reporting.plots import bar_chart_png
+from encoderlab.reporting.terminal import output_console
 from encoderlab.run.layout import RunDir
 from encoderlab.validate import at_least, check, fraction, one_of, positive, probability
 
-console = Console()
+console = output_console()  # one line per row in a log file too
 # Pre-training time when no step count is given: with set-up and the three fine-tunes the whole demo stays
 # within 15 minutes on a 2-core machine whatever its CPU (a slower CPU buys fewer steps, not more minutes).
 DEFAULT_BUDGET_MINUTES = 8.0

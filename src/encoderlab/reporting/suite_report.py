@@ -8,8 +8,6 @@ jobs are missing (``encoderlab-suite --report DIR``) and after a resume.
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -71,10 +69,9 @@ def subtitle(suite_dir: Path, data: dict) -> str:
 
 def print_suite_table(table, console=None) -> None:
     if console is None:
-        from rich.console import Console
+        from encoderlab.reporting.terminal import output_console
 
-        wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
-        console = Console(width=200 if wide else None)
+        console = output_console()
     console.print(rich_suite_table(table))
     for line in [*problem_lines(table), *table.notes]:
         console.print(line, highlight=False, markup=False)

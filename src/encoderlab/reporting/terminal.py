@@ -10,6 +10,8 @@ quarter of the width is cut in its middle, and the full paths of those rows are 
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -25,6 +27,14 @@ MIN_NAME_WIDTH, MAX_NAME_WIDTH = 8, 32  # a run name's column; wider names are c
 TRANSPOSE_MAX_ROWS = 6  # more rows than this read better as several tables of parameter columns
 TRANSPOSED_VALUE_WIDTH = 14  # the least room a transposed value column folds into
 NATURAL = 10_000  # a width nothing here reaches: measuring with it gives a table's unwrapped width
+PIPED_WIDTH = 200  # output to a file or pipe (CI logs, `| less`) has no width: lay it out this wide
+
+
+def output_console() -> Console:
+    """Rich's console at the terminal's width (``COLUMNS`` when set); output to a file or pipe gets
+    ``PIPED_WIDTH`` columns instead of rich's 80, so tables in logs keep one line per row."""
+    piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
+    return Console(width=PIPED_WIDTH if piped else None)
 
 
 @dataclass
