@@ -17,8 +17,9 @@ sigmoid per label); token-classification runs (``task=tag``) read sentences
 and the entities. What a row holds is the run's task's own business (``prediction_rows``); this command
 reads inputs, batches them and writes rows.
 
-Texts are encoded exactly as in training (``[CLS] ... [SEP]``, truncated to ``data.max_seq_len``) and run
-in batches of ``--batch-size`` with per-batch padding. Output goes to a temporary file renamed into place
+Texts are encoded exactly as in training (``[CLS] ... [SEP]``, truncated to ``data.max_seq_len``; a run
+trained with ``data.long_documents=window`` reads each text in the same overlapping windows and still writes
+one row per text) and run in batches of ``--batch-size`` texts with per-batch padding. Output goes to a temporary file renamed into place
 at the end, so a failure never leaves half a file; an existing ``--output`` is only replaced with
 ``--force``. ``--output -`` writes to stdout.
 """
@@ -26,8 +27,6 @@ at the end, so a failure never leaves half a file; an existing ``--output`` is o
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from collections.abc import Iterable, Iterator
@@ -38,121 +37,12 @@ from typing import TextIO
 import torch
 
 from encoderlab.cli.errors import run_command
-from encoderlab.data.readers import parse_jsonl_line
+from encoderlab.cli.text_input import FORMATS, STDIO, input_format, read_texts
+from encoderlab.devices import resolve_device
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_file
 from encoderlab.run.rebuild import TrainedModel, rebuild
 from encoderlab.validate import at_least, check
-
-FORMATS = ("txt", "csv", "tsv", "jsonl")
-EXTENSIONS = {".txt": "txt", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
-STDIO = "-"
-
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-
-
-# ------------------------------------------------------------------------------------------- input
-
-
-def input_format(path: str, fmt: str | None) -> str:
-    if fmt is not None:
-        return fmt
-    if path == STDIO:
-        return "txt"
-    ext = Path(path).suffix.lower()
-    if ext not in EXTENSIONS:
-        raise UserError(
-            f"cannot tell the format of {path} from '{ext or 'no extension'}' — use .txt, .csv, .tsv or "
-            "JSONL, or pass --format"
-        )
-    return EXTENSIONS[ext]
-
-
-def _text_lines(stream: TextIO) -> Iterator[str]:
-    for line in stream:
-        line = line.rstrip("\r\n")
-        if line.strip():  # blank lines are separators, not texts
-            yield line
-
-
-def _table_rows(
-    stream: TextIO, fmt: str, columns: list[str], name: str, keep_lists: bool = False
-) -> Iterator[tuple]:
-    hint = "pass --text-column (and --text-pair-column) with one of them"
-    if fmt == "jsonl":
-        for n, line in enumerate(stream, 1):
-            if not line.strip():
-                continue
-            row = parse_jsonl_line(line, n, name)
-            for column in columns:
-                if column not in row:
-                    raise UserError(
-                        f"line {n} of {name} has no '{column}' field (fields: {', '.join(row)}) — {hint}"
-                    )
-            yield tuple(_cell(row[c], keep_lists) for c in columns)
-        return
-    # TSV is read with quoting off, as training reads it (GLUE TSVs hold unbalanced quotes).
-    delimiter, quoting = ("\t", csv.QUOTE_NONE) if fmt == "tsv" else (",", csv.QUOTE_MINIMAL)
-    reader = csv.reader(stream, delimiter=delimiter, quoting=quoting)
-    header = next(reader, None)
-    if header is None:
-        return
-    header = [h.strip() for h in header]
-    for column in columns:
-        if column not in header:
-            raise UserError(f"column '{column}' not found in {name} (columns: {', '.join(header)}) — {hint}")
-    indices = [header.index(c) for c in columns]
-    for values in reader:
-        if not values or (len(values) == 1 and not values[0].strip()):
-            continue
-        yield tuple(values[i] if i < len(values) else "" for i in indices)
-
-
-def _cell(value, keep_lists: bool):
-    """A JSON value as text; a list of words stays a list when asked (sentences for a tagger)."""
-    if keep_lists and isinstance(value, list):
-        return value
-    return "" if value is None else str(value)
-
-
-def _texts(
-    stream: TextIO, fmt: str, column: str, pair_column: str | None, name: str, keep_lists: bool = False
-) -> Iterator:
-    if fmt == "txt":
-        if pair_column:
-            raise UserError(
-                f"{name}: a sentence-pair run needs both texts of each pair — give a .csv, .tsv or .jsonl "
-                f"with columns '{column}' and '{pair_column}'"
-            )
-        yield from _text_lines(stream)
-        return
-    rows = _table_rows(stream, fmt, [column, pair_column] if pair_column else [column], name, keep_lists)
-    yield from (rows if pair_column else (row[0] for row in rows))
-
-
-def read_texts(
-    path: str,
-    fmt: str,
-    column: str,
-    stdin: TextIO | None = None,
-    pair_column: str | None = None,
-    keep_lists: bool = False,
-) -> Iterator[str | tuple[str, str] | list]:
-    """The input's texts (``(text, text_pair)`` with ``pair_column``; JSON lists kept with ``keep_lists``),
-    streamed (not held in memory)."""
-    name = "stdin" if path == STDIO else path
-    if path == STDIO:
-        stream = stdin if stdin is not None else io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8-sig")
-        yield from _texts(stream, fmt, column, pair_column, name, keep_lists)
-        return
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"input file not found: {p} — pass an existing file with --input (or - for stdin)")
-    try:
-        with open(p, encoding="utf-8-sig", newline="" if fmt in ("csv", "tsv") else None) as f:
-            yield from _texts(f, fmt, column, pair_column, name, keep_lists)
-    except UnicodeDecodeError:
-        raise UserError(f"{p} is not valid UTF-8 — re-encode the file as UTF-8") from None
 
 
 def batches(items: Iterable[str], size: int) -> Iterator[list[str]]:
@@ -186,7 +76,9 @@ class Predictor:
     def outputs(self, items: list) -> torch.Tensor:
         """``predict_step``'s outputs for ``items`` (texts, ``(text, pair)`` tuples or word lists), on the CPU."""
         model = self.model
-        batch = model.data_class.prediction_batch(model.tokenizer, model.max_seq_len, items)
+        # A run that read long documents in windows encodes each input in the same windows: one row per input.
+        windows = {"windows": model.windows} if model.windows is not None else {}
+        batch = model.data_class.prediction_batch(model.tokenizer, model.max_seq_len, items, **windows)
         return self.task.predict_step({k: v.to(self.device) for k, v in batch.items()}, 0).cpu()
 
     def rows(self, items: Iterable, batch_size: int) -> Iterator[dict]:
@@ -205,18 +97,6 @@ class Predictor:
 def words_of(value) -> list[str]:
     """A JSON list of words as is, a text split on whitespace."""
     return [str(w) for w in value] if isinstance(value, list) else str(value).split()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r} — pass --device cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name} but no CUDA device is available — pass --device cpu")
-    return device
 
 
 # ------------------------------------------------------------------------------------------ output
