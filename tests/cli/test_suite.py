@@ -202,3 +202,29 @@ def test_encoderlab_compare_shows_the_suite_table_and_writes_nothing_in_it(suite
     assert {p: p.stat().st_mtime_ns for p in out.iterdir() if p.is_file()} == before
     with pytest.raises(UserError, match="cannot be compared in one table"):
         compare(parse_args([str(out), str(out / "0")]), console)
+
+
+def test_a_study_plan_is_reported_as_grids(suite, tmp_path):
+    """The same runs under a study's plan (report: study, grid labels on the tasks): study.md / study.png
+    with one row per method, the failed method in its cell, and a recommendation line."""
+    import shutil
+
+    out = tmp_path / "study"
+    shutil.copytree(suite[0], out)
+    plan = json.loads((out / "suite.json").read_text())
+    plan["report"] = "study"
+    for task in plan["tasks"]:
+        task["labels"] = {
+            "dataset": "sst2",
+            "method": task["name"],
+            "shots": "2",
+            "shots_key": "data.train_sample",
+        }
+    (out / "suite.json").write_text(json.dumps(plan))
+    code, stdout, _ = run_main(["--report", str(out)])
+    assert code == 1  # the broken method's cell failed
+    table = (out / "study.md").read_text()
+    assert "| sst2 |" in table and "| broken | ? | ? | failed |" in table
+    assert (out / "study.png").read_bytes().startswith(b"\x89PNG")
+    assert "SST-2 · tiny: N=2: sst2 (" in stdout
+    assert json.loads((out / "suite.json").read_text())["recommendations"]

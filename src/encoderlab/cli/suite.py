@@ -133,6 +133,7 @@ def default_jobs() -> int:
 def job_env(launcher: str, jobs: int) -> dict[str, str]:
     """This process's environment; local jobs get an equal share of the cores each (OMP_NUM_THREADS)."""
     env = dict(os.environ)
+    env.setdefault("TQDM_DISABLE", "1")  # libraries' progress bars (SetFit, transformers) in the jobs' log
     if launcher != "slurm":  # a SLURM job's threads are its own cpus_per_task
         at_once = 1 if launcher == "basic" else jobs
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // at_once)))
@@ -163,6 +164,7 @@ def plan_lines(
 def plan_record(plan: SuitePlan, launcher: str, jobs: int) -> dict:
     return {
         "suite": plan.spec.name,
+        "report": plan.spec.report,
         "status": "running",
         "started": datetime.now().isoformat(timespec="seconds"),
         "launcher": launcher,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_file, read_json_object, write_json
+from encoderlab.reporting.study_table import markdown_grid, rich_grid, study_grids, study_png
 from encoderlab.reporting.suite_table import (
     build_suite_table,
     problem_lines,
@@ -20,7 +21,13 @@ from encoderlab.reporting.suite_table import (
     rich_suite_table,
     suite_png,
 )
-from encoderlab.run.layout import SUITE_HTML_FILE, SUITE_PLOT_FILE, SUITE_REPORT_FILE
+from encoderlab.run.layout import (
+    STUDY_PLOT_FILE,
+    STUDY_TABLE_FILE,
+    SUITE_HTML_FILE,
+    SUITE_PLOT_FILE,
+    SUITE_REPORT_FILE,
+)
 from encoderlab.suite.published import ROWS
 from encoderlab.suite.results import collect
 from encoderlab.suite.sources import Source
@@ -77,11 +84,38 @@ def print_suite_table(table, console=None) -> None:
         console.print(line, highlight=False, markup=False)
 
 
+def write_study_report(suite_dir: Path, data: dict, table, cells, quiet: bool) -> None:
+    """A study's grids (``report: study``): study.md with a recommendation per data set, study.png."""
+    tasks = [SuiteTask.from_dict(t) for t in data["tasks"]]
+    grids = study_grids(tasks, cells, [s["name"] for s in data["sources"]])
+    seeds = len(data["seeds"])
+    recommendations = [g.recommendation() for g in grids]
+    text = "\n\n".join(markdown_grid(g, seeds) for g in grids)
+    text += "\n\nRecommendations (the cheapest method within one std of the best mean, per N):\n\n"
+    text += "\n".join(f"- {line}" for line in recommendations) + "\n"
+    with atomic_file(suite_dir / STUDY_TABLE_FILE) as tmp:
+        tmp.write_text(text)
+    with atomic_file(suite_dir / STUDY_PLOT_FILE) as tmp:
+        tmp.write_bytes(study_png(grids))
+    data["recommendations"] = recommendations
+    if not quiet:
+        from encoderlab.reporting.terminal import output_console
+
+        console = output_console()
+        for grid in grids:
+            console.print(rich_grid(grid, seeds))
+        for line in [*problem_lines(table), *recommendations]:
+            console.print(line, highlight=False, markup=False)
+
+
 def write_report(suite_dir: Path, quiet: bool = False) -> bool:
-    """Collect the cells from the jobs' runs, write suite.json / .html / .png, print the table; True when
-    every measured cell is complete."""
+    """Collect the cells from the jobs' runs, write suite.json / .html / .png, print the table (a study's
+    grids for ``report: study``); True when every measured cell is complete."""
     data = read_plan(suite_dir)
     table, cells = suite_table(suite_dir, data)
+    study = data.get("report") == "study"
+    if study:
+        write_study_report(suite_dir, data, table, cells, quiet)
     png = suite_png(table)
     complete = not table.incomplete
     data.update(
@@ -105,7 +139,9 @@ def write_report(suite_dir: Path, quiet: bool = False) -> bool:
     with atomic_file(suite_dir / SUITE_HTML_FILE) as tmp:
         tmp.write_text(render_suite_html(table, png, cells, subtitle(suite_dir, data)))
     if not quiet:
-        print_suite_table(table)
-        files = ", ".join(str(suite_dir / f) for f in (SUITE_REPORT_FILE, SUITE_HTML_FILE, SUITE_PLOT_FILE))
+        written = (STUDY_TABLE_FILE, STUDY_PLOT_FILE) if study else (SUITE_HTML_FILE, SUITE_PLOT_FILE)
+        if not study:
+            print_suite_table(table)
+        files = ", ".join(str(suite_dir / f) for f in (SUITE_REPORT_FILE, *written))
         print(f"written: {files}", flush=True)
     return complete

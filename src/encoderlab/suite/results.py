@@ -20,6 +20,7 @@ from encoderlab.suite.sources import Source
 from encoderlab.suite.spec import SOURCE_GROUP, TASK_GROUP, SuiteTask
 
 COMPLETED, PARTIAL, FAILED, PENDING = "completed", "partial", "failed", "pending"
+TRAINABLE = "params/trainable"  # metrics.json: the parameters that received a gradient
 
 
 @dataclass
@@ -34,6 +35,8 @@ class Cell:
     errors: dict[int, str] = field(default_factory=dict)  # seed → why it has no values
     run_dirs: dict[int, str] = field(default_factory=dict)
     wall_seconds: float = 0.0
+    run_seconds: dict[int, float] = field(default_factory=dict)  # seed → the completed run's wall time
+    trainable: dict[int, float] = field(default_factory=dict)  # seed → parameters that trained
 
     @property
     def done_seeds(self) -> list[int]:
@@ -92,6 +95,8 @@ class Cell:
             "score": self.score(),
             "reason": self.reason(),
             "wall_seconds": round(self.wall_seconds, 1),
+            "run_seconds": {str(s): round(v, 1) for s, v in self.run_seconds.items()},
+            "trainable": {str(s): v for s, v in self.trainable.items()},
         }
 
 
@@ -133,6 +138,9 @@ def add_run(cell: Cell, seed: int, run: Run) -> None:
         return
     for metric in cell.metrics:
         cell.values.setdefault(metric, {})[seed] = run.final(metric)
+    cell.run_seconds[seed] = _seconds(run.record)
+    if run.final(TRAINABLE) is not None:
+        cell.trainable[seed] = run.final(TRAINABLE)
 
 
 def collect(

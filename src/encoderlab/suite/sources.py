@@ -93,21 +93,26 @@ def parse(text: str) -> tuple[str | None, str, tuple[str, ...]]:
     return None, head, overrides
 
 
-def _kind(path: Path, text: str) -> str:
+def kind_of(path: Path, text: str, what: str = WHAT, fine_tuned: bool = False) -> str:
+    """What the directory ``path`` (given as ``text``) holds: ``export``, ``run`` (a pre-training run: its
+    ``encoder/`` export) or ``hf``; a UserError ending in ``what`` when it is none. With ``fine_tuned``, a
+    run without an encoder export is ``finetuned`` (its checkpoint holds the encoder: run/rebuild.py)."""
     if not path.exists():
-        raise UserError(f"source {text!r}: {path} does not exist — {WHAT}")
+        raise UserError(f"source {text!r}: {path} does not exist — {what}")
     if (path / EXPORT_CONFIG_FILE).is_file():
         return "export"
     if RunDir(path).is_run():
         if (RunDir(path).encoder / EXPORT_CONFIG_FILE).is_file():
             return "run"
+        if fine_tuned:
+            return "finetuned"
         raise UserError(
             f"source {text!r}: {path} is a run directory without an encoder export ({RunDir(path).encoder.name}/"
             f"{EXPORT_CONFIG_FILE}) — pass a pre-training run (encoderlab-train experiment=pretrain_mlm)"
         )
     if (path / HF_CONFIG_FILE).is_file():
         return "hf"
-    raise UserError(f"source {text!r}: {path} is not an encoder — {WHAT}")
+    raise UserError(f"source {text!r}: {path} is not an encoder — {what}")
 
 
 def default_name(kind: str, path: Path | None) -> str:
@@ -126,7 +131,7 @@ def resolve(text: str) -> Source:
         kind, path = target, None
     else:
         path = Path(target).expanduser().resolve()  # jobs may run elsewhere (SLURM): absolute paths
-        kind = _kind(path, text)
+        kind = kind_of(path, text)
     name = check_name(name, "source") if name is not None else default_name(kind, path)
     return Source(name, kind, path, overrides)
 

@@ -23,6 +23,7 @@ With ``base``, ``common`` and ``sources`` lists extend the base's, ``tasks`` are
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,7 +37,10 @@ from encoderlab.validate import boolean, check, non_empty, text
 SOURCE_GROUP = "suite_source"
 TASK_GROUP = "suite_task"
 SOURCE_KINDS = ("export", "run", "hf", "minilm", "scratch")
-SUITE_KEYS = ("description", "base", "seeds", "common", "sources", "tasks", "published")
+SUITE_KEYS = ("description", "base", "seeds", "common", "sources", "tasks", "grid", "report", "published")
+REPORTS = ("suite", "study")  # the table a suite's report draws: one row per encoder, or a study's grids
+GRID_KEYS = ("datasets", "methods", "shots", "shots_key", "metrics")
+DATASET_KEYS = ("title", "experiment", "overrides", "shots", "metrics")
 TASK_KEYS = ("title", "experiment", "overrides", "metrics", "percent")
 NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")  # a config option's file name and a Hydra override value
 MAX_BASE_DEPTH = 5
@@ -52,6 +56,10 @@ class SuiteTask:
     overrides: tuple[str, ...]
     metrics: tuple[str, ...]
     percent: bool = True  # scores in [0, 1] shown ×100 and averaged; false: shown as they are, not averaged
+    labels: tuple[tuple[str, str], ...] = ()  # a grid's task: (("dataset", "sst2"), ("method", ...), ...)
+
+    def label(self, key: str) -> str | None:
+        return dict(self.labels).get(key)
 
     @property
     def header(self) -> str:
@@ -69,6 +77,7 @@ class SuiteTask:
             "overrides": list(self.overrides),
             "metrics": list(self.metrics),
             "percent": self.percent,
+            **({"labels": dict(self.labels)} if self.labels else {}),
         }
 
     @classmethod
@@ -80,6 +89,7 @@ class SuiteTask:
             overrides=tuple(data.get("overrides") or ()),
             metrics=tuple(data["metrics"]),
             percent=bool(data.get("percent", True)),
+            labels=tuple((str(k), str(v)) for k, v in (data.get("labels") or {}).items()),
         )
 
 
@@ -91,6 +101,7 @@ class SuiteSpec:
     kind_overrides: dict[str, tuple[str, ...]] = field(default_factory=dict)
     tasks: tuple[SuiteTask, ...] = ()
     published: tuple[str, ...] = ()
+    report: str = "suite"
 
     def task(self, name: str) -> SuiteTask:
         return next(t for t in self.tasks if t.name == name)
@@ -162,6 +173,83 @@ def _task(name: str, data, where: str) -> SuiteTask:
     )
 
 
+def _mapping(key: str, value, example: str) -> dict:
+    if not isinstance(value, dict) or not value:
+        raise UserError(f"{key} must be a mapping — e.g. {example}")
+    return value
+
+
+def _shots(key: str, value) -> tuple[int, ...]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in value)
+    ):
+        raise UserError(f"{key} must be a list of whole numbers >= 1 — e.g. [8, 32, 100]")
+    return tuple(value)
+
+
+def grid_tasks(data, where: str) -> list[SuiteTask]:
+    """A study's grid — data sets × methods × numbers of labelled examples — as one task per combination,
+    named ``<dataset>-<method>-<shots>`` and labelled with the three, so the report can put them back on
+    the grid. ``methods`` maps a method to its overrides (none: ``method=<name>``)."""
+    key = f"{where}grid"
+    data = _mapping(key, data, "{datasets: {...}, methods: [...], shots: [8, 32]}")
+    unknown = sorted(set(data) - set(GRID_KEYS))
+    if unknown:
+        raise UserError(f"{key} has unknown key(s) {', '.join(unknown)} — use {', '.join(GRID_KEYS)}")
+    datasets = _mapping(f"{key}.datasets", data.get("datasets"), "{sst2: {experiment: fewshot_sst2}}")
+    methods = data.get("methods")
+    if isinstance(methods, list):
+        methods = {m: None for m in methods}
+    methods = _mapping(f"{key}.methods", methods, "[finetune, probe] or {probe: [optimizer.lr=1e-3]}")
+    shots = _shots(f"{key}.shots", data.get("shots")) if data.get("shots") is not None else None
+    shots_key = data.get("shots_key", "data.train_sample_per_class")
+    check(f"{key}.shots_key", shots_key, text)
+    metrics = data.get("metrics", ["test/acc"])
+    tasks = []
+    for dataset, entry in datasets.items():
+        entry = entry or {}
+        where_ds = f"{key}.datasets.{dataset}"
+        if not isinstance(entry, dict):
+            raise UserError(f"{where_ds} must be a mapping (experiment, overrides, shots, title, metrics)")
+        unknown = sorted(set(entry) - set(DATASET_KEYS))
+        if unknown:
+            raise UserError(
+                f"{where_ds} has unknown key(s) {', '.join(unknown)} — use {', '.join(DATASET_KEYS)}"
+            )
+        check_name(str(dataset), "data set")
+        ds_shots = _shots(f"{where_ds}.shots", entry["shots"]) if "shots" in entry else shots
+        if ds_shots is None:
+            raise UserError(f"{where_ds} has no shots — set grid.shots or {where_ds}.shots")
+        for method, overrides in methods.items():
+            check_name(str(method), "method")
+            own = _strings(f"{key}.methods.{method}", overrides) if overrides else (f"method={method}",)
+            for n in ds_shots:
+                tasks.append(
+                    _task(
+                        f"{dataset}-{method}-{n}",
+                        {
+                            "title": f"{entry.get('title') or dataset} {method} N={n}",
+                            "experiment": entry.get("experiment"),
+                            "overrides": [*(entry.get("overrides") or []), *own, f"{shots_key}={n}"],
+                            "metrics": entry.get("metrics", metrics),
+                        },
+                        where,
+                    )
+                )
+                tasks[-1] = replace(
+                    tasks[-1],
+                    labels=(
+                        ("dataset", str(dataset)),
+                        ("method", str(method)),
+                        ("shots", str(n)),
+                        ("shots_key", shots_key),
+                    ),
+                )
+    return tasks
+
+
 def _read(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
@@ -227,6 +315,11 @@ def load_spec(
             tasks.pop(name, None)
         else:
             tasks[name] = _task(str(name), entry, where)
+    if data.get("grid") is not None:
+        tasks.update((t.name, t) for t in grid_tasks(data["grid"], where))
+    report = data.get("report", base.report if base else "suite")
+    if report not in REPORTS:
+        raise UserError(f"{where}report: {report!r} is not a report — use {' or '.join(REPORTS)}")
     if not tasks:
         raise UserError(f"{where}the suite has no tasks — add some under tasks:")
     published = data.get("published", base.published if base else ())
@@ -237,15 +330,20 @@ def load_spec(
         kind_overrides=kinds,
         tasks=tuple(tasks.values()),
         published=tuple(_strings(f"{where}published", list(published) or None)),
+        report=report,
     )
 
 
 def select_tasks(spec: SuiteSpec, names: list[str]) -> SuiteSpec:
-    """Only the tasks named, in the order named."""
+    """Only the tasks named, in the order named; a name may be a pattern (``sst2-*``, ``*-knn-*``)."""
     known = [t.name for t in spec.tasks]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise UserError(
-            f"--tasks {','.join(unknown)}: not in suite {spec.name} — choose from {', '.join(known)}"
+    chosen: list[str] = []
+    for name in names:
+        matches = (
+            fnmatch.filter(known, name) if any(c in name for c in "*?[") else [n for n in known if n == name]
         )
-    return replace(spec, tasks=tuple(spec.task(n) for n in dict.fromkeys(names)))
+        if not matches:
+            shown = ", ".join(known) if len(known) <= 20 else ", ".join(known[:20]) + f", ... ({len(known)})"
+            raise UserError(f"--tasks {name}: not in suite {spec.name} — choose from {shown}")
+        chosen += matches
+    return replace(spec, tasks=tuple(spec.task(n) for n in dict.fromkeys(chosen)))
