@@ -15,6 +15,7 @@ $(VENV)/.core: pyproject.toml
 
 $(VENV)/.all: pyproject.toml $(VENV)/.core
 	$(PY) -m pip install -q -e '.[all]'
+	$(PY) -m pip install -q --no-deps litdata==0.2.76  # see the stream extra in pyproject.toml
 	touch $@
 
 demo: $(VENV)/.core  ## pre-train on wiki_en, fine-tune on SST-2 vs scratch and a linear probe, print the table

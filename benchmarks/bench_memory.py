@@ -57,10 +57,16 @@ def child(args) -> None:
         max_seq_len=128,
         batch_size=32,
         cache_dir=args.cache_dir,
+        seed=args.seed,
     )
     dm.prepare()
     out = {"n_tokens": dm.train_dataset.token_ids.n_tokens, "n_blocks": len(dm.train_dataset)}
     out["from_cache"] = dm.train_dataset.token_ids.from_cache
+    if args.child == "data":
+        # The data path alone: what the loader keeps in process memory while it samples the whole corpus.
+        for step, _ in enumerate(dm.train_dataloader()):
+            if step + 1 == args.steps:
+                break
     if args.child == "train":
         from encoderlab.adapt.param_groups import param_groups
         from encoderlab.models.encoder import build
@@ -83,7 +89,7 @@ def child(args) -> None:
     print(json.dumps(out))
 
 
-def run_child(mode: str, corpus: Path, val: Path, cache: Path, steps: int) -> dict:
+def run_child(mode: str, corpus: Path, val: Path, cache: Path, steps: int, seed: int = 0) -> dict:
     cmd = [
         sys.executable,
         __file__,
@@ -97,8 +103,13 @@ def run_child(mode: str, corpus: Path, val: Path, cache: Path, steps: int) -> di
         str(cache),
         "--steps",
         str(steps),
+        "--seed",
+        str(seed),
     ]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # Large blocks always from mmap, returned on free: the peak is then what was live at once, not the
+    # high-water mark of glibc's heap, which varies by tens of MiB with the order of allocations.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if res.returncode != 0:
         raise SystemExit(f"child {mode} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -108,10 +119,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=os.environ.get("ENCODERLAB_DATA_DIR", "../shared/data"))
     ap.add_argument("--base-mb", type=float, default=4.5)
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--data-batches", type=int, default=200, help="batches the data-only child draws")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workdir", default=None, help="where corpora + caches go (default: a temporary dir)")
-    ap.add_argument("--child", choices=["prepare", "train"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["prepare", "data", "train"], help=argparse.SUPPRESS)
+    ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--corpus", help=argparse.SUPPRESS)
     ap.add_argument("--val-file", help=argparse.SUPPRESS)
     ap.add_argument("--cache-dir", help=argparse.SUPPRESS)
@@ -136,7 +149,9 @@ def main() -> None:
             cache = Path(tmp) / f"cache_{size}"
             prep = run_child("prepare", path, val, cache, args.steps)
             assert not prep["from_cache"]
-            trains = [run_child("train", path, val, cache, args.steps) for _ in range(args.repeats)]
+            # Each repeat another seed: other blocks, so the figure is not one batch's luck.
+            trains = [run_child("train", path, val, cache, args.steps, seed) for seed in range(args.repeats)]
+            data_only = run_child("data", path, val, cache, args.data_batches)
             assert all(t["from_cache"] for t in trains)
             cache_mib = sum(p.stat().st_size for p in cache.rglob("*") if p.is_file()) / 2**20
             row = {
@@ -150,6 +165,8 @@ def main() -> None:
                 "train_ru_maxrss_mib": statistics.median(t["ru_maxrss_mib"] for t in trains),
                 "train_rssanon_mib": statistics.median(t["rssanon_mib"] for t in trains),
                 "train_rssfile_mib": statistics.median(t["rssfile_mib"] for t in trains),
+                "data_rssanon_mib": data_only["rssanon_mib"],
+                "data_vmhwm_mib": data_only["vmhwm_mib"],
                 "train_runs": trains,
             }
             rows.append(row)
@@ -178,6 +195,7 @@ def main() -> None:
     rel = growth / base["train_vmhwm_mib"]
     anon_growth = big["train_rssanon_mib"] - base["train_rssanon_mib"]
     file_growth = big["train_rssfile_mib"] - base["train_rssfile_mib"]
+    data_growth = big["data_rssanon_mib"] - base["data_rssanon_mib"]
     met = rel <= 0.02
     print(
         f"\ntrain peak RSS (VmHWM) growth for 10x corpus: {growth:+.1f} MiB ({rel * 100:+.1f} %); "
@@ -185,7 +203,12 @@ def main() -> None:
     )
     print(
         f"  of which at the end of the run: process memory (RssAnon) {anon_growth:+.1f} MiB, "
-        f"mapped file pages (RssFile: memmap pages the kernel maps around each random read) {file_growth:+.1f} MiB"
+        f"mapped file pages (RssFile) {file_growth:+.1f} MiB"
+    )
+    print(
+        f"  data path alone ({args.data_batches} batches, no model): process memory (RssAnon) "
+        f"{base['data_rssanon_mib']:.1f} → {big['data_rssanon_mib']:.1f} MiB ({data_growth:+.1f} MiB; the "
+        f"epoch's order costs 8 bytes a block: {(big['blocks'] - base['blocks']) * 8 / 2**20:+.1f} MiB)"
     )
     write_json(
         "memory",
@@ -196,6 +219,7 @@ def main() -> None:
             "growth_rel": rel,
             "anon_growth_mib": anon_growth,
             "file_growth_mib": file_growth,
+            "data_anon_growth_mib": data_growth,
             "met": met,
         },
     )

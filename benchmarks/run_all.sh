@@ -10,6 +10,7 @@ PY="${PYTHON:-python}"
 "$PY" benchmarks/bench_finetune_cpu.py        # goal 2: SST-2 fine-tuning, CPU, vs pad-to-128 loop
 "$PY" benchmarks/bench_memory.py              # goal 4: peak RSS, corpus 1x vs 10x
 "$PY" benchmarks/bench_data.py                # goal 5: tokenize-and-cache + loader vs model
+"$PY" benchmarks/bench_shards.py              # token shards: tokenizing on 1 and 2 workers + streaming loader vs model
 "$PY" benchmarks/bench_objectives_cpu.py      # objectives' step time relative to MLM
 "$PY" benchmarks/bench_modern_cpu.py          # goal 6: modern block vs ModernBertForMaskedLM
 if [[ "${1:-}" == "--gpu" ]]; then

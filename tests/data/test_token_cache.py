@@ -47,3 +47,15 @@ def test_token_ids_pickle_by_path(tmp_path, tokenizer, sentences):
     assert len(blob) < 2000  # path only, not the data
     back = pickle.loads(blob)
     assert np.array_equal(back[5], ids[5]) and isinstance(back.ids, np.memmap)
+
+
+def test_span_reads_the_stream_without_the_memory_map(tmp_path, corpus_file, tokenizer):
+    ids = cached_token_ids(
+        lambda: read_corpus(corpus_file), tokenizer, str(tmp_path), ["k"], add_special_tokens=False
+    )
+    reopened = pickle.loads(pickle.dumps(ids))  # as a DataLoader worker gets it
+    n = ids.n_tokens
+    for start, stop in ((0, 5), (n // 3, n // 3 + 17), (n - 4, n)):
+        piece = reopened.span(start, stop)
+        assert piece.dtype == ids.ids.dtype and not isinstance(piece, np.memmap)
+        assert piece.tolist() == ids.ids[start:stop].tolist()

@@ -30,6 +30,8 @@ TYPED_SECRET = "typed-secret-000"
 # CLIs that read run directories / checkpoints other people may hand you.
 RUN_READERS = [
     "cli/predict.py",
+    "cli/embed.py",
+    "embedding/source.py",
     "cli/doctor.py",
     "cli/export.py",
     "run/rebuild.py",

@@ -20,6 +20,19 @@ from encoderlab.models.encoder import Encoder
 from encoderlab.validate import check, probability
 
 
+def with_sentence_pooling(encoder: Encoder, directory: Path) -> Encoder:
+    """``encoder`` told the pooling its source makes sentence vectors with, when ``directory`` is a
+    sentence-transformers model that records one encoderlab computes (all-MiniLM-L6-v2: mean); heads that
+    pool for sentence vectors (``method=embed_probe``, ``knn``, ``setfit``) take it when none is chosen."""
+    # Imported here: the embedding package reads runs, and runs read back through this package's users.
+    from encoderlab.embedding.convention import is_sentence_transformers, of_sentence_transformers
+
+    if is_sentence_transformers(directory):
+        convention = of_sentence_transformers(directory)
+        encoder.source_pooling, encoder.source_normalize = convention.pooling, convention.normalize
+    return encoder
+
+
 class FromScratch:
     tokenizer_dir: str | None = None
 
@@ -55,7 +68,7 @@ class FromExport:
                 f"tokenizer vocabulary has {vocab_size} tokens but the encoder in {self.path} has "
                 f"{self.config.vocab_size} embeddings — use the tokenizer saved with that export"
             )
-        return load_encoder(self.path, **self.overrides)
+        return with_sentence_pooling(load_encoder(self.path, **self.overrides), self.path)
 
 
 class FromHuggingFace:
@@ -95,4 +108,4 @@ class FromHuggingFace:
 
     def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
         hf.check_vocab_size(vocab_size, self.config.vocab_size, self.path)
-        return hf.load_hf_encoder(self.path)
+        return with_sentence_pooling(hf.load_hf_encoder(self.path), self.path)

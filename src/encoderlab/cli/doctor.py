@@ -45,6 +45,9 @@ DATA_OPTIONS = {
     "label_column": str,
     "tokenizer": Path,
     "max_seq_len": int,
+    "long_documents": str,
+    "window_stride": int,
+    "max_windows": int,
 }
 
 
@@ -92,6 +95,15 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
         "--tokenizer", metavar="DIR", help="a tokenizer directory (tokenizer.json or vocab.txt)"
     )
     data.add_argument("--max-seq-len", type=int, help="the token limit training cuts at (default: 128)")
+    data.add_argument(
+        "--long-documents",
+        choices=("truncate", "window"),
+        help="how training reads rows longer than --max-seq-len (default: truncate)",
+    )
+    data.add_argument(
+        "--window-stride", type=int, help="with --long-documents window: tokens between windows"
+    )
+    data.add_argument("--max-windows", type=int, help="with --long-documents window: windows a row at most")
 
 
 def _data_spec(args: argparse.Namespace) -> DataSpec:

@@ -8,6 +8,7 @@ never asks what kind a task is. Returns the optimized metric so Hydra sweepers c
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from contextlib import nullcontext
 from pathlib import Path
@@ -92,6 +93,8 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         task.save_artifacts(run, datamodule)  # e.g. pre-training: the encoder export and the MLM head
         TaskRecord.write(run, task, datamodule)  # what the run trained, for every reader of the run
     write_json(run.metrics, dict(sorted(metrics.items())))
+    if not cfg.get("keep_checkpoint", True) and not trainer.fast_dev_run:
+        shutil.rmtree(run.checkpoints, ignore_errors=True)  # after every artifact was written from it
     return metrics
 
 

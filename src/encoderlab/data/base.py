@@ -26,10 +26,11 @@ from encoderlab.data.samplers import (
     ShuffledBatchSampler,
 )
 from encoderlab.data.tokenizer import copy_tokenizer
+from encoderlab.data.windows import LONG_DOCUMENTS
 from encoderlab.errors import UserError
 from encoderlab.extras import require
 from encoderlab.run.layout import RunDir
-from encoderlab.validate import at_least, boolean, check_all, integer, open_fraction
+from encoderlab.validate import at_least, boolean, check_all, integer, one_of, open_fraction
 
 
 class Targets(Enum):
@@ -41,6 +42,8 @@ class Targets(Enum):
     LABEL_SETS = "a set of labels per text"
     WORD_TAGS = "one tag per word"
     PROMPTED_CLASSES = "one class per text, wrapped in a cloze prompt"
+    CLASS_PAIRS = "one class per text, trained on as pairs of the same or different class (SetFit)"
+    TEXT_PAIRS = "texts with their positives (a pair, or a text alone: its own positive)"
 
 
 # ------------------------------------------------------------------------------------ label map
@@ -147,7 +150,11 @@ COUNT_MINIMUMS = {
     "train_limit": 1,
     "val_limit": 1,
     "train_sample": 1,
+    "train_sample_per_class": 1,
+    "test_sample": 1,
     "num_labels": 1,
+    "window_stride": 1,
+    "max_windows": 1,
 }
 # Every data module's settings (``data.<name>``) and their rules; a new data setting gets its line here.
 SETTING_RULES = {
@@ -157,8 +164,19 @@ SETTING_RULES = {
     "lowercase": (boolean,),
     "group_by_length": (boolean,),
     "pairs": (boolean,),
+    "balanced_sample": (boolean,),
+    "long_documents": (one_of(*LONG_DOCUMENTS),),
 }
-NULLABLE = ("train_limit", "val_limit", "train_sample", "num_labels")  # null: not set
+NULLABLE = (  # null: not set
+    "train_limit",
+    "val_limit",
+    "train_sample",
+    "train_sample_per_class",
+    "test_sample",
+    "num_labels",
+    "window_stride",
+    "max_windows",
+)
 
 
 def check_settings(values: dict[str, object]) -> None:
@@ -381,3 +399,16 @@ class LabelledDataModule(PreparedDataModule):
     def test_dataloader(self) -> DataLoader | None:
         self.prepare()
         return self._eval_loader(self.test_dataset) if self.test_dataset is not None else None
+
+    def train_examples_dataloader(self) -> DataLoader:
+        """Every training example once, as evaluation batches of similar length (longest first, a fixed
+        order): for computing their vectors without gradient, e.g. to fit a head on them (``method=knn``)."""
+        self.prepare()
+        order = np.argsort(-np.asarray(self.train_dataset.lengths), kind="stable")
+        batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
+        return DataLoader(
+            self.train_dataset,
+            batch_sampler=batches,
+            collate_fn=self.collator,
+            **loader_kwargs(self.num_workers, self.seed),
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 
@@ -24,11 +25,14 @@ from encoderlab.data.base import (
 from encoderlab.data.collators import PaddingCollator
 from encoderlab.data.datasets import LabelledDataset
 from encoderlab.data.readers import file_fingerprint, read_table
+from encoderlab.data.sampling import balanced_counts, balanced_draw, class_sizes, random_draw, short_classes
 from encoderlab.data.token_cache import cached_token_ids
 from encoderlab.data.tokenizer import encoding_copy, resolve_tokenizer, special_token_ids
+from encoderlab.data.windows import DEFAULT_MAX_WINDOWS, WindowedDataset, Windows, check_reading, reading
 from encoderlab.errors import UserError
 from encoderlab.validate import between, check, differs_from, text
 
+log = logging.getLogger("encoderlab")
 _INT_LIKE = re.compile(r"^\s*\d+\s*$")
 
 
@@ -65,6 +69,9 @@ class TextClassificationDataModule(LabelledDataModule):
         batch_size: int = 32,
         train_limit: int | None = None,
         train_sample: int | None = None,
+        train_sample_per_class: int | None = None,
+        balanced_sample: bool = False,
+        test_sample: int | None = None,
         val_split: float = 0.1,
         pairs: bool = False,
         num_labels: int | None = None,
@@ -73,9 +80,13 @@ class TextClassificationDataModule(LabelledDataModule):
         cache_dir: str = ".cache/encoderlab",
         hub: dict | None = None,
         seed: int = 0,
+        long_documents: str = "truncate",
+        window_stride: int | None = None,
+        max_windows: int | None = DEFAULT_MAX_WINDOWS,
     ):
         check_settings(locals())
         self._check_columns(text_column, label_column, text_pair_column)
+        check_reading(long_documents, window_stride, text_pair_column)
         super().__init__(
             tokenizer=tokenizer,
             vocab_size=vocab_size,
@@ -102,7 +113,18 @@ class TextClassificationDataModule(LabelledDataModule):
         self.label_column = label_column
         self.text_pair_column = text_pair_column
         self.train_sample = train_sample
+        self.train_sample_per_class = train_sample_per_class
+        self.balanced_sample = balanced_sample
+        self.test_sample = test_sample
+        self._check_draw()
+        self.train_sample_counts: dict[str, int] | None = None  # per class, once a sample is drawn
         self.num_labels_expected = num_labels
+        # How texts longer than max_seq_len are read (data/windows.py); bound to the tokenizer in _prepare.
+        self.long_documents = long_documents
+        self.window_stride = window_stride
+        self.max_windows = max_windows
+        self.reading = None
+        self.documents: dict[str, dict] = {}  # per split: what the reading did to its texts
 
     @staticmethod
     def _check_columns(text_column: str, label_column: str, text_pair_column: str | None) -> None:
@@ -116,6 +138,25 @@ class TextClassificationDataModule(LabelledDataModule):
             for other, key in ((label_column, "data.label_column"), (text_column, "data.text_column")):
                 why = reads_labels if other == label_column else "a pair needs two texts"
                 check("data.text_pair_column", text_pair_column, differs_from(other, key, why))
+
+    def _check_draw(self) -> None:
+        """One size of sample: N examples (``train_sample``) or K of each class (``train_sample_per_class``)."""
+        if self.train_sample is not None and self.train_sample_per_class is not None:
+            raise UserError(
+                f"data.train_sample={self.train_sample} and data.train_sample_per_class="
+                f"{self.train_sample_per_class} both set the training sample's size — set one, null the other"
+            )
+        if self.balanced_sample and self.train_sample is None and self.train_sample_per_class is None:
+            raise UserError(
+                "data.balanced_sample=true but no sample is drawn — set data.train_sample=N (N // classes of each "
+                "class) or data.train_sample_per_class=K"
+            )
+
+    @property
+    def draws_by_class(self) -> bool:
+        """Whether the training sample is class-balanced (``train_sample_per_class`` or ``balanced_sample``)."""
+        balanced_n = self.balanced_sample and self.train_sample is not None
+        return self.train_sample_per_class is not None or balanced_n
 
     @property
     def regression(self) -> bool:
@@ -135,15 +176,36 @@ class TextClassificationDataModule(LabelledDataModule):
             **super().describe(),
             "text_column": self.text_column,
             "text_pair_column": self.text_pair_column,
+            **self._reading_settings(),
+            **({"documents": self.documents} if self.documents else {}),
+            **({"train_sample_counts": self.train_sample_counts} if self.train_sample_counts else {}),
+            **({"test_sample": self.test_sample} if self.test_sample is not None else {}),
+        }
+
+    def _reading_settings(self) -> dict:
+        """``long_documents`` and, with windows, ``window_stride`` (resolved once prepared) and ``max_windows``."""
+        if self.reading is not None:
+            return self.reading.settings()
+        if self.long_documents != "window":
+            return {"long_documents": self.long_documents}
+        return {
+            "long_documents": "window",
+            "window_stride": self.window_stride,
+            "max_windows": self.max_windows,
         }
 
     @classmethod
-    def prediction_batch(cls, tokenizer: Tokenizer, max_seq_len: int, items: list) -> dict[str, torch.Tensor]:
+    def prediction_batch(
+        cls, tokenizer: Tokenizer, max_seq_len: int, items: list, windows: Windows | None = None
+    ) -> dict[str, torch.Tensor]:
         """Model inputs for raw texts (strings, or ``(text, text_pair)`` tuples), encoded as in training.
 
         ``[CLS] a [SEP] b [SEP]`` with token types 0 / 1, truncated to ``max_seq_len`` (pairs longest-first,
-        as the token-id cache does) and padded to the batch's longest, as the training collator pads.
+        as the token-id cache does) and padded to the batch's longest, as the training collator pads. With
+        ``windows`` (a run that read long documents in windows) each text's windows, with ``document_index``.
         """
+        if windows is not None:
+            return windows.inputs(tokenizer, items)
         encodings = encoding_copy(tokenizer, max_seq_len).encode_batch(items, add_special_tokens=True)
         items = [
             {
@@ -283,17 +345,23 @@ class TextClassificationDataModule(LabelledDataModule):
             train = {c: v[: self.train_limit] for c, v in train.items()}
         # The label map comes from the whole training set: a small sample keeps every label and label id.
         self._build_label_map(train[self.label_column], train_src)
-        if self.train_sample is not None:
+        if self.draws_by_class:
+            # Validation is held out of the whole training set first, so the training sample keeps the
+            # draw's exact per-class counts.
+            train_fp = f"{train_fp}:limit={self.train_limit}:cols={self._columns()}"
+            train, train_fp, val = self._val_or_split(train, train_src, train_fp, from_hub)
             train = self._sample(train, train_src)
-        sample = f":sample={self.train_sample}:seed={self.seed}" if self.train_sample is not None else ""
-        train_fp = f"{train_fp}:limit={self.train_limit}{sample}:cols={self._columns()}"
-
-        val = self._read_split("val", self.val_file, from_hub)
-        if val is None:
-            train, val_table = self._split_off_val(train)
-            train_fp = f"{train_fp}:split={self.val_split}:seed={self.seed}"
-            val = (val_table, f"{train_src} (val_split={self.val_split})", f"{train_fp}:val")
-        test = self._read_split("test", self.test_file, from_hub)
+            size = self.train_sample or f"{self.train_sample_per_class}/class"
+            train_fp = f"{train_fp}:sample={size}:balanced:seed={self.seed}"
+        else:  # the order of every earlier run: draw, then split validation off the sample
+            if self.train_sample is not None:
+                train = self._sample(train, train_src)
+            sample = f":sample={self.train_sample}:seed={self.seed}" if self.train_sample is not None else ""
+            train_fp = f"{train_fp}:limit={self.train_limit}{sample}:cols={self._columns()}"
+            train, train_fp, val = self._val_or_split(train, train_src, train_fp, from_hub)
+        if self.train_sample is not None or self.train_sample_per_class is not None:
+            self.train_sample_counts = self._class_counts(train[self.label_column], train_src)
+        test = self._test_subset(self._read_split("test", self.test_file, from_hub))
 
         pairs = bool(self.text_pair_column)
         train_texts = self._texts(train)
@@ -313,41 +381,131 @@ class TextClassificationDataModule(LabelledDataModule):
         self._set_tokenizer(tok, location)
         self.pad_id = special_token_ids(tok)["pad"]
 
-        def build(table: dict[str, list], source: str, fp: str) -> LabelledDataset:
+        self.reading = reading(
+            self.long_documents, tok, self.max_seq_len, self.window_stride, self.max_windows
+        )
+
+        def build(table: dict[str, list], source: str, fp: str) -> LabelledDataset | WindowedDataset:
             labels = self._encode_labels(table[self.label_column], source)
             ids = cached_token_ids(
                 self._texts(table),
                 tok,
                 self.cache_dir,
                 [fp, str(self._columns())],
-                add_special_tokens=True,
-                max_length=self.max_seq_len,
                 pairs=pairs,
+                **self.reading.encoding(),
             )
-            return LabelledDataset(ids, labels)
+            return self.reading.dataset(ids, labels)
 
         self.train_dataset = build(train, train_src, train_fp)
+        # The texts themselves, for methods that hand them to another library (method=setfit_library).
+        self._tables = {"train": (train, train_src), "val": val[:2], "test": test[:2] if test else None}
         self.val_dataset = build(*val)
         self.test_dataset = build(*test) if test is not None else None
-        self.collator = PaddingCollator(self.pad_id)
+        self.collator = self.reading.collator(self.pad_id)
+        splits = {"train": self.train_dataset, "val": self.val_dataset, "test": self.test_dataset}
+        self.documents = {name: self.reading.report(ds) for name, ds in splits.items() if ds is not None}
+        log.info(self.reading.summary(self.documents["train"]))
+
+    def _test_subset(self, test):
+        """The test split, or ``test_sample`` of its examples drawn with a fixed seed (not the run's): every
+        run of a study scores the same sentences, at a fraction of the cost of the whole split."""
+        if test is None or self.test_sample is None:
+            return test
+        table, source, fingerprint = test
+        n = len(table[self.label_column])
+        if self.test_sample >= n:
+            return test
+        keep = np.sort(np.random.default_rng(0).permutation(n)[: self.test_sample])
+        subset = {column: [values[i] for i in keep] for column, values in table.items()}
+        return (
+            subset,
+            f"{source} ({self.test_sample} of {n})",
+            f"{fingerprint}:test_sample={self.test_sample}",
+        )
+
+    def labelled_texts(self, split: str) -> tuple[list, list[int]]:
+        """(texts, class ids) of ``split`` ("train": the drawn sample) as the run reads them."""
+        self.prepare()
+        found = self._tables.get(split)
+        if found is None:
+            raise UserError(f"the data has no {split} split — set data.{split}_file")
+        table, source = found
+        labels = self._encode_labels(table[self.label_column], source)
+        return list(self._texts(table)()), [int(v) for v in np.asarray(labels).reshape(-1)]
+
+    def _val_or_split(self, train: dict[str, list], train_src: str, train_fp: str, from_hub: bool):
+        """(train, its fingerprint, the val split): ``val_file`` (or the hub's split), else ``val_split`` of
+        ``train`` held out."""
+        val = self._read_split("val", self.val_file, from_hub)
+        if val is None:
+            train, val_table = self._split_off_val(train)
+            train_fp = f"{train_fp}:split={self.val_split}:seed={self.seed}"
+            val = (val_table, f"{train_src} (val_split={self.val_split})", f"{train_fp}:val")
+        return train, train_fp, val
 
     def _sample(self, table: dict[str, list], source: str) -> dict[str, list]:
-        """``train_sample`` random examples drawn with ``seed`` (one draw per seed in a few-shot study).
-
-        Classification samples hold every label at least once when there are enough places (a 32-example
-        draw from a skewed set could otherwise miss a class); the remaining places are drawn at random.
-        """
+        """The training sample drawn with ``seed`` (one draw per seed in a few-shot study): class-balanced
+        (:attr:`draws_by_class`), else ``train_sample`` random examples holding every label at least once
+        when there are enough places (:func:`encoderlab.data.sampling.random_draw`)."""
         n = len(table[self.label_column])
+        if self.draws_by_class:
+            picked = self._balanced_draw(table[self.label_column], source)
+        else:
+            self._check_sample_size(n, source)
+            labels = None if self.regression else [str(v) for v in table[self.label_column]]
+            picked = random_draw(n, self.train_sample, self.seed, labels)
+        return {c: [v[i] for i in picked] for c, v in table.items()}
+
+    def _check_sample_size(self, n: int, source: str) -> None:
         check("data.train_sample", self.train_sample, between(1, n, f"{source} has {n} training examples"))
-        order = np.random.default_rng(self.seed).permutation(n)
-        first_of_label: dict[str, int] = {}
-        if not self.regression:
-            for i in order:
-                first_of_label.setdefault(str(table[self.label_column][i]), int(i))
-        picked = list(first_of_label.values()) if len(first_of_label) <= self.train_sample else []
-        taken = set(picked)
-        picked += [int(i) for i in order if int(i) not in taken][: self.train_sample - len(picked)]
-        return {c: [v[i] for i in sorted(picked)] for c, v in table.items()}
+
+    def _class_ids(self, raw: list, source: str, key: str) -> np.ndarray:
+        """One class id per example, or a UserError naming ``key`` for data without one class per text."""
+        ids = None if self.regression else self._encode_labels(raw, source)
+        if ids is None or ids.ndim != 1:
+            raise UserError(
+                f"{key} draws from each class, but {source} has "
+                f"{'numeric targets' if ids is None else 'label sets'}, not one class per text — use "
+                "data.train_sample=N (a random draw)"
+            )
+        return ids
+
+    def _balanced_draw(self, raw: list, source: str) -> list[int]:
+        key = (
+            f"data.train_sample_per_class={self.train_sample_per_class}"
+            if self.train_sample is None
+            else f"data.train_sample={self.train_sample} with data.balanced_sample=true"
+        )
+        class_ids = self._class_ids(raw, source, key)
+        available = class_sizes(class_ids)
+        rng = np.random.default_rng(self.seed)
+        if self.train_sample is None:
+            wanted = dict.fromkeys(available, self.train_sample_per_class)
+        else:
+            self._check_sample_size(len(class_ids), source)
+            wanted = balanced_counts(list(available), self.train_sample, rng)
+        short = short_classes(wanted, available)
+        if short:
+            c = short[0]
+            fix = (
+                f"set data.train_sample_per_class={available[c]} or less"
+                if self.train_sample is None
+                else f"lower data.train_sample to {len(available) * available[c]} or less, or set "
+                "data.balanced_sample=false (a random draw)"
+            )
+            raise UserError(
+                f"{key} needs {wanted[c]} training examples of class '{self._labels.names[c]}', which has "
+                f"{available[c]} in {source} — {fix}"
+            )
+        return balanced_draw(class_ids, wanted, rng)
+
+    def _class_counts(self, raw: list, source: str) -> dict[str, int] | None:
+        """Training examples per class name (the label map's order), None without one class per text."""
+        ids = None if self.regression else self._encode_labels(raw, source)
+        if ids is None or ids.ndim != 1:
+            return None
+        return {self._labels.names[c]: n for c, n in class_sizes(ids).items()}
 
     def _split_off_val(self, table: dict[str, list]) -> tuple[dict[str, list], dict[str, list]]:
         train_idx, val_idx = heldout_split(len(table[self.label_column]), self.val_split, self.seed)

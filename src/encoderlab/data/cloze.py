@@ -136,6 +136,8 @@ class ClozeDataModule(TextClassificationDataModule):
         super().__init__(*args, **kwargs)
         if kwargs.get("text_pair_column"):
             raise UserError("cloze prompts take single texts — set data.text_pair_column=null")
+        if kwargs.get("long_documents", "truncate") != "truncate":
+            raise UserError("a cloze prompt reads one window of text — set data.long_documents=truncate")
         self.template_text = template
         self.verbalizer = dict(verbalizer) if verbalizer else None
 

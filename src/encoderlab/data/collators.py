@@ -198,6 +198,14 @@ class MLMCollator:
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
+def label_tensor(labels: Sequence) -> torch.Tensor:
+    """One batch's labels: class ids (long), scores (float) or multi-label target vectors (float, stacked)."""
+    if isinstance(labels[0], torch.Tensor):  # multi-label target vectors
+        return torch.stack(list(labels)).float()
+    is_float = any(isinstance(x, float) for x in labels)
+    return torch.tensor(labels, dtype=torch.float if is_float else torch.long)
+
+
 class PaddingCollator:
     """Pad LabelledDataset items to the longest in the batch (optionally a multiple of N)."""
 
@@ -206,13 +214,7 @@ class PaddingCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
-        labels = [it["labels"] for it in items]
-        if isinstance(labels[0], torch.Tensor):  # multi-label target vectors
-            targets = torch.stack(labels).float()
-        else:
-            is_float = any(isinstance(x, float) for x in labels)
-            targets = torch.tensor(labels, dtype=torch.float if is_float else torch.long)
-        return {**self.inputs(items), "labels": targets}
+        return {**self.inputs(items), "labels": label_tensor([it["labels"] for it in items])}
 
     def inputs(self, items: Sequence[dict]) -> dict[str, torch.Tensor]:
         """The padded model inputs alone (prediction has no labels)."""

@@ -31,13 +31,19 @@ class PackedSequenceDataset(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         if not 0 <= i < len(self):
             raise IndexError(i)
-        # The flat memmap is the stream itself; slicing reads only this block from disk.
-        chunk = self.token_ids.ids[i * self.chunk : (i + 1) * self.chunk]
-        out = torch.empty(self.seq_len, dtype=torch.long)
-        out[0] = self.cls_id
-        out[1:-1] = torch.from_numpy(chunk.astype(np.int64))
-        out[-1] = self.sep_id
-        return out
+        # The flat token stream is the corpus itself; this reads only this block from disk.
+        chunk = self.token_ids.span(i * self.chunk, (i + 1) * self.chunk)
+        return framed_block(chunk, self.cls_id, self.sep_id)
+
+
+def framed_block(tokens: np.ndarray, cls_id: int, sep_id: int) -> torch.Tensor:
+    """``[CLS] + tokens + [SEP]`` as one LongTensor: an MLM block of the packed stream (the token cache's
+    and the shards' alike)."""
+    out = torch.empty(len(tokens) + 2, dtype=torch.long)
+    out[0] = cls_id
+    out[1:-1] = torch.from_numpy(np.asarray(tokens).astype(np.int64))
+    out[-1] = sep_id
+    return out
 
 
 class LabelledDataset(Dataset):

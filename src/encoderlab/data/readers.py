@@ -12,6 +12,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from encoderlab.errors import UserError
@@ -87,6 +88,49 @@ def read_corpus(path: str | os.PathLike, limit: int | None = None) -> list[str]:
             f"corpus file has no text: {p} — point data.train_file/data.val_file at a non-empty file"
         )
     return paragraphs
+
+
+def paragraphs_in_range(path: str | os.PathLike, start: int, end: int) -> Iterator[tuple[str, int]]:
+    """(paragraph, bytes read) for each line of ``path`` that starts at a byte offset in ``[start, end)``,
+    by ``read_corpus``'s rules (UTF-8, a leading byte-order mark dropped, blank and heading lines skipped).
+
+    ``start`` must be a line start (0, or just after a newline): pieces of one file cut at line starts are
+    read in parallel and together yield exactly the file's paragraphs, each once.
+    """
+    p = _check_file(path)
+    with open(p, "rb") as f:
+        f.seek(start)
+        offset = start
+        while offset < end:
+            raw = f.readline()
+            if not raw:
+                break
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise _decode_error(p, e, offset) from None
+            if offset == 0 and line.startswith("\ufeff"):
+                line = line[1:]
+            offset += len(raw)
+            if keep_paragraph(line):
+                yield line.strip(), len(raw)
+
+
+def line_starts(path: str | os.PathLike, every: int) -> list[int]:
+    """Byte offsets that cut ``path`` into pieces of about ``every`` bytes, each at a line start; the last
+    offset is the file's size."""
+    p = _check_file(path)
+    size = p.stat().st_size
+    cuts = [0]
+    with open(p, "rb") as f:
+        for target in range(every, size, every):
+            if target <= cuts[-1]:
+                continue
+            f.seek(target - 1)
+            f.readline()  # to the end of the line holding byte target - 1
+            if f.tell() < size:
+                cuts.append(f.tell())
+    return [*dict.fromkeys(cuts), size] if size else [0]
 
 
 def read_table(path: str | os.PathLike, columns: list[str]) -> dict[str, list]:

@@ -30,7 +30,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         self.world_size = 1
         self._resume_at: tuple[int, int] | None = None
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> Sequence[list[int]]:
         raise NotImplementedError
 
     def num_batches(self) -> int:
@@ -57,21 +57,41 @@ class EpochBatchSampler(Sampler[list[int]]):
         # The whole epoch, also when resuming: Lightning counts the batches already done itself.
         return -(-self.num_batches() // self.world_size)
 
-    def _my_batches(self) -> list[list[int]]:
-        batches = self.epoch_batches(self.epoch)
-        # Every process needs the same number of batches (else DDP hangs): pad by repeating from the start.
-        padding = len(self) * self.world_size - len(batches)
-        batches = batches + batches[:padding]
-        return batches[self.rank :: self.world_size]
+    def _my_batch(self, batches: Sequence[list[int]], k: int) -> list[int]:
+        # Every process needs the same number of batches (else DDP hangs): the last step is padded by
+        # repeating batches from the start of the epoch.
+        return list(batches[(self.rank + k * self.world_size) % len(batches)])
 
     def __iter__(self) -> Iterator[list[int]]:
         # A generator: the order is fixed at the first batch, after Lightning restored the position.
-        batches = self._my_batches()
+        batches = self.epoch_batches(self.epoch)
         start = 0
         if self._resume_at is not None and self._resume_at[0] == self.epoch:
             start = self._resume_at[1]
         self._resume_at = None
-        yield from batches[start:]
+        for k in range(start, len(self)):
+            yield self._my_batch(batches, k)
+
+
+class SlicedBatches(Sequence):
+    """The batches of one epoch, cut on demand from one index array.
+
+    Holding the epoch's order as a flat int64 array costs 8 bytes per item; a list of Python lists would
+    cost about 40, which for a 100 GB corpus's hundreds of millions of blocks is several GB of process
+    memory.
+    """
+
+    def __init__(self, order: np.ndarray, batch_size: int) -> None:
+        self.order = order
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.order) // self.batch_size)
+
+    def __getitem__(self, b: int) -> list[int]:
+        if not 0 <= b < len(self):
+            raise IndexError(b)
+        return self.order[b * self.batch_size : (b + 1) * self.batch_size].tolist()
 
 
 def epoch_permutation(seed: int, epoch: int, num_samples: int) -> torch.Tensor:
@@ -94,11 +114,11 @@ class ShuffledBatchSampler(EpochBatchSampler):
     def num_batches(self) -> int:
         return -(-self.num_samples // self.batch_size)
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        perm = epoch_permutation(self.seed, epoch, self.num_samples)
+    def epoch_batches(self, epoch: int) -> SlicedBatches:
+        perm = epoch_permutation(self.seed, epoch, self.num_samples).numpy()
         if self.epoch_keys:
-            perm = perm + epoch * self.num_samples
-        return [chunk.tolist() for chunk in perm.split(self.batch_size)]
+            perm += epoch * self.num_samples
+        return SlicedBatches(perm, self.batch_size)
 
     def batch_order(self) -> KeyedBatchOrder:
         """Maps the epoch keys this sampler yields to the number of the batch that drew them."""

@@ -3,14 +3,18 @@
 Layout of one cache entry ``cache_dir/tokens/<key>/``:
 ``ids.npy`` (all sequences concatenated; uint16 when the vocab fits, else int32),
 ``offsets.npy`` (int64, n+1; sequence i is ``ids[offsets[i]:offsets[i+1]]``) and, for text pairs,
-``type_ids.npy`` (uint8, aligned with ``ids``). The key hashes the tokenizer's full JSON, the
+``type_ids.npy`` (uint8, aligned with ``ids``) and, when truncating, ``truncated.npy`` (bool, n: which
+sequences were cut). The key hashes the tokenizer's full JSON, the
 caller's ``key_parts`` (data fingerprint, limits, ...) and the encoding settings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import mmap
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -33,18 +37,33 @@ class TokenIds:
         type_ids: np.ndarray | None = None,
         directory: str | None = None,
         from_cache: bool = False,
+        truncated: np.ndarray | None = None,
     ):
         self.ids = ids
         self.offsets = offsets
         self.type_ids = type_ids
         self.directory = directory
         self.from_cache = from_cache
+        self.truncated = truncated  # which sequences max_length cut; None: not truncated, or not recorded
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+    def span(self, start: int, stop: int) -> np.ndarray:
+        """Tokens ``[start, stop)`` of the flat stream (a copy).
+
+        Read from the cache file with ``pread``: pages read through the memory map stay mapped into this
+        process (with their neighbours), so a run sampling blocks at random from a large corpus would see
+        its resident set grow with the corpus; pages read with ``pread`` belong to the page cache only.
+        """
+        if self.directory is None or not isinstance(self.ids, np.memmap):
+            return np.array(self.ids[start:stop])
+        if getattr(self, "_ids_file", None) is None:
+            self._ids_file = NpyFile(Path(self.directory) / "ids.npy")
+        return self._ids_file.read(start, stop)
 
     def type_ids_of(self, i: int) -> np.ndarray | None:
         if self.type_ids is None:
@@ -72,6 +91,30 @@ class TokenIds:
         loaded = _load(Path(state["directory"]))
         self.__dict__.update(loaded.__dict__)
         self.from_cache = state["from_cache"]
+
+
+class NpyFile:
+    """Slices of a one-dimensional ``.npy`` file read with ``os.pread`` (one open descriptor per process)."""
+
+    def __init__(self, path: Path) -> None:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(
+                version, np.lib.format.read_array_header_2_0
+            )
+            _, _, self.dtype = read_header(f)
+            self.data_offset = f.tell()
+        self.path = path
+        self.fd = os.open(path, os.O_RDONLY)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        size = self.dtype.itemsize
+        raw = os.pread(self.fd, (stop - start) * size, self.data_offset + start * size)
+        return np.frombuffer(raw, dtype=self.dtype).copy()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self.fd)
 
 
 def cache_key(tokenizer: Tokenizer, key_parts: Sequence[str], **settings) -> str:
@@ -106,12 +149,13 @@ def cached_token_ids(
     dtype = np.uint16 if tokenizer.get_vocab_size() <= 65535 else np.int32
 
     items = list(texts())
-    id_chunks, type_chunks, lengths = [], [], []
+    id_chunks, type_chunks, lengths, truncated = [], [], [], []
     for start in range(0, len(items), CHUNK):
         batch = items[start : start + CHUNK]
         encodings = enc_tok.encode_batch(batch, add_special_tokens=add_special_tokens)
         for e in encodings:
             lengths.append(len(e.ids))
+            truncated.append(bool(e.overflowing))  # what was cut off (the data's truncation report)
         id_chunks.append(np.fromiter((t for e in encodings for t in e.ids), dtype=dtype))
         if pairs:
             type_chunks.append(np.fromiter((t for e in encodings for t in e.type_ids), dtype=np.uint8))
@@ -125,6 +169,8 @@ def cached_token_ids(
             np.save(
                 tmp / "type_ids.npy", np.concatenate(type_chunks) if type_chunks else np.zeros(0, np.uint8)
             )
+        if max_length is not None:
+            np.save(tmp / "truncated.npy", np.asarray(truncated, dtype=bool))
         # offsets.npy is the completeness marker checked above, so it is written last.
         np.save(tmp / "offsets.npy", offsets)
     return _load(final, from_cache=False)
@@ -132,17 +178,24 @@ def cached_token_ids(
 
 def _mmap(path: Path) -> np.ndarray:
     try:
-        return np.load(path, mmap_mode="r")
+        array = np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot mmap a zero-length array
         return np.load(path)
+    # Training reads blocks in random order: without this hint the kernel maps the pages around each
+    # block as well, and the process's resident set grows with the size of the corpus.
+    mapping = getattr(array, "_mmap", None)
+    if mapping is not None and hasattr(mmap, "MADV_RANDOM"):
+        mapping.madvise(mmap.MADV_RANDOM)
+    return array
 
 
 def _load(directory: Path, from_cache: bool = True) -> TokenIds:
-    type_path = directory / "type_ids.npy"
+    type_path, truncated_path = directory / "type_ids.npy", directory / "truncated.npy"
     return TokenIds(
         ids=_mmap(directory / "ids.npy"),
-        offsets=np.load(directory / "offsets.npy"),
+        offsets=_mmap(directory / "offsets.npy"),
         type_ids=_mmap(type_path) if type_path.is_file() else None,
         directory=str(directory),
         from_cache=from_cache,
+        truncated=np.load(truncated_path) if truncated_path.is_file() else None,
     )

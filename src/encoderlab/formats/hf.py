@@ -339,6 +339,12 @@ def head_tensors(task) -> dict:
                 "exact Hugging Face equivalent — BertForSequenceClassification is a tanh pooler on [CLS] plus "
                 "one linear layer; " + CLASSIFIER_FIX
             )
+        if head.window_scorer is not None:
+            raise UserError(
+                "the run's classifier pools the windows of long documents by a learned attention "
+                "(head.window_pooling=attention), which BertForSequenceClassification has no place for — "
+                "export with --encoder-only, or fine-tune with head.window_pooling=mean"
+            )
         return {"classifier": head.state_dict(), "label_names": task.label_names}
     raise UserError(
         f"task={task.kind} with a {type(head).__name__} head has no Hugging Face head that encoderlab-export "
@@ -371,6 +377,7 @@ def save_hf(
             )
         _save_modernbert(out_dir, own, config, tokenizer_dir, mlm_head)
         return
+    config_to_hf(config)  # a shape BERT lacks is refused in one line before its tensors are mapped
     if mlm_head is not None:
         architecture = "BertForMaskedLM"
         tensors = encoder_to_hf(own, config.layers, prefix=HF_PREFIX)

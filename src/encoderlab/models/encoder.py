@@ -319,6 +319,10 @@ class Encoder(nn.Module):
             self._init_positions_sinusoidal()
         self.onednn_cpu_linear = onednn_cpu_linear  # heads built on this encoder follow it
         set_onednn_cpu_linear(self, onednn_cpu_linear)
+        # The pooling the weights' source makes its sentence vectors with, when it records one (a
+        # sentence-transformers model: all-MiniLM-L6-v2 means); set by the init source, read by vector heads.
+        self.source_pooling: str | None = None
+        self.source_normalize = False  # and whether its vectors are scaled to unit length
 
     def _init_weights(self, module: nn.Module) -> None:
         # BERT's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm.

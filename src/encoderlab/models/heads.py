@@ -13,7 +13,7 @@ from torch import nn
 
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.kernels import Linear, set_onednn_cpu_linear
-from encoderlab.validate import check, one_of, probability
+from encoderlab.validate import boolean, check, one_of, probability
 
 
 def _init_bert_style(module: nn.Module, std: float = 0.02) -> None:
@@ -85,10 +85,75 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str
     raise ValueError(f"unknown pooling {pooling!r}; choose cls, mean, max or last")
 
 
+WINDOW_POOLINGS = ("mean", "max", "attention")
+
+
+def pool_windows(
+    vectors: torch.Tensor, document_index: torch.Tensor, pooling: str, scores: torch.Tensor | None = None
+) -> torch.Tensor:
+    """[W, H] window vectors → [D, H], one per document: ``document_index`` [W] names each window's document
+    (0 .. D-1). ``mean`` and ``max`` over a document's windows; ``attention`` weighs them by the softmax of
+    ``scores`` [W] within each document (a learned scorer's output)."""
+    documents = int(document_index.max()) + 1 if len(document_index) else 0
+    index = document_index[:, None].expand_as(vectors)
+    if pooling == "max":
+        empty = vectors.new_full((documents, vectors.shape[1]), torch.finfo(vectors.dtype).min)
+        return empty.scatter_reduce(0, index, vectors, "amax", include_self=False)
+    if pooling == "mean":
+        weights = vectors.new_ones(len(document_index))
+    elif pooling == "attention":
+        if scores is None:
+            raise ValueError("attention pooling over windows needs the windows' scores")
+        scores = scores.to(vectors.dtype)
+        # Softmax per document: subtract each document's top score before exp, for stability.
+        top = scores.new_full((documents,), float("-inf"))
+        top = top.scatter_reduce(0, document_index, scores, "amax", include_self=False)
+        weights = torch.exp(scores - top[document_index])
+    else:
+        raise ValueError(f"unknown window pooling {pooling!r}; choose {', '.join(WINDOW_POOLINGS)}")
+    totals = weights.new_zeros(documents).index_add(0, document_index, weights)
+    weights = weights / totals[document_index]
+    pooled = vectors.new_zeros(documents, vectors.shape[1])
+    return pooled.index_add(0, document_index, vectors * weights[:, None])
+
+
 def natural_pooling(encoder: Encoder) -> str:
     """The pooling a classifier takes when none is chosen: [CLS] for a bidirectional encoder (today's
     default), the last real token for a causal one (its [CLS] position has seen nothing but itself)."""
     return "last" if encoder.config.attention == "causal" else "cls"
+
+
+def sentence_pooling(encoder: Encoder) -> str:
+    """The pooling of a text's vector when none is chosen (``encoderlab-embed``, the sentence-transformers
+    export, ``method=embed_probe|knn|setfit``): the one the weights' source records (a sentence-transformers
+    model: all-MiniLM-L6-v2 means), else the mean over real tokens for a bidirectional encoder ([CLS] is
+    not trained to summarise the text by MLM) and the last real token for a causal one."""
+    recorded = getattr(encoder, "source_pooling", None)
+    if recorded:
+        return recorded
+    return "last" if encoder.config.attention == "causal" else "mean"
+
+
+class PoolingHead(nn.Module):
+    """No prediction network: the pooled sequence is the text's embedding, [B, S, H] → [B, H], of unit
+    length with ``normalize``. Contrastive training learns through it, and a sentence-transformers export
+    reproduces it exactly (its Pooling and Normalize modules). It holds no tensors."""
+
+    POOLINGS = ("cls", "mean", "max", "last")
+
+    def __init__(self, encoder: Encoder, pooling: str = "mean", normalize: bool = True) -> None:
+        super().__init__()
+        check("head.pooling", pooling, one_of(*self.POOLINGS))
+        check("head.normalize", normalize, boolean)
+        self.pooling = pooling
+        self.normalize = normalize
+
+    def settings(self) -> dict:
+        return {"pooling": self.pooling, "normalize": self.normalize}
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = pool(hidden.float(), attention_mask, self.pooling)  # B,H; similarities in float32
+        return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
 
 class SequenceClassifier(nn.Module):
@@ -96,9 +161,15 @@ class SequenceClassifier(nn.Module):
 
     ``pooling=None`` takes the encoder's natural pooling (:func:`natural_pooling`); ``settings()`` records
     the pooling actually used, so a rebuilt head never depends on the encoder to decide it again.
+
+    Documents read in windows (``data.long_documents=window``) arrive as windows with ``document_index``:
+    each window is pooled as a sequence, then a document's windows combine by ``window_pooling`` (``mean``,
+    ``max``, or ``attention``: a learned linear scorer and a softmax over the document's windows) before the
+    output layers, so there is one prediction per document.
     """
 
     POOLINGS = ("cls", "mean", "max", "last")
+    pools_windows = True  # reads batches of windows (the pairing checks let windowed data reach it)
 
     def __init__(
         self,
@@ -107,12 +178,14 @@ class SequenceClassifier(nn.Module):
         pooling: str | None = None,
         dropout: float = 0.1,
         hidden_layers: int = 1,
+        window_pooling: str = "mean",
     ) -> None:
         super().__init__()
         check("head.pooling", pooling, one_of(*self.POOLINGS), optional=True)
         pooling = natural_pooling(encoder) if pooling is None else pooling
         check("head.dropout", dropout, probability)
         check("head.hidden_layers", hidden_layers, one_of(1, 2))
+        check("head.window_pooling", window_pooling, one_of(*WINDOW_POOLINGS))
         if num_labels < 1:  # from the data, which checks its labels itself
             raise ValueError(f"num_labels must be at least 1, got {num_labels}")
         hidden = encoder.config.hidden
@@ -122,16 +195,33 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.dense = nn.Linear(hidden, hidden) if hidden_layers == 2 else None
         self.out = nn.Linear(hidden, num_labels)
+        self.window_pooling = window_pooling
+        # No bias: a constant added to every window's score cancels in the softmax. Only attention pooling
+        # has tensors of its own, so the other heads' checkpoint keys are what they always were.
+        self.window_scorer = nn.Linear(hidden, 1, bias=False) if window_pooling == "attention" else None
         self.apply(_init_bert_style)
 
     def settings(self) -> dict:
-        return {"num_labels": self.num_labels, "pooling": self.pooling, "hidden_layers": self.hidden_layers}
+        return {
+            "num_labels": self.num_labels,
+            "pooling": self.pooling,
+            "hidden_layers": self.hidden_layers,
+            "window_pooling": self.window_pooling,
+        }
 
-    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        x = pool(hidden, attention_mask, self.pooling)  # B,H
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        document_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        x = pool(hidden, attention_mask, self.pooling)  # B,H (B windows when document_index is given)
+        if document_index is not None:
+            scores = self.window_scorer(x).squeeze(-1) if self.window_scorer is not None else None  # B
+            x = pool_windows(x, document_index, self.window_pooling, scores)  # D,H
         if self.dense is not None:
             x = torch.tanh(self.dense(self.dropout(x)))
-        return self.out(self.dropout(x))  # B,num_labels
+        return self.out(self.dropout(x))  # B (or D),num_labels
 
 
 class TokenClassifier(nn.Module):

@@ -20,6 +20,7 @@ from tokenizers import Encoding, Tokenizer
 from encoderlab.data.base import COUNT_MINIMUMS, Targets
 from encoderlab.data.readers import read_table
 from encoderlab.data.tokenizer import load_tokenizer
+from encoderlab.data.windows import DEFAULT_MAX_WINDOWS, Windows, windows_needed
 from encoderlab.errors import UserError
 from encoderlab.reporting.diagnosis import IMBALANCE_RATIO, SEVERITIES, UNK_RATE, Finding
 from encoderlab.reporting.duplicates import near_duplicates, normalise
@@ -49,6 +50,9 @@ class DataSpec:
     max_seq_len: int = DEFAULT_MAX_SEQ_LEN
     lowercase: bool | None = None  # only for a bare vocab.txt, which does not record it
     train_limit: int | None = None  # a run trained on the first rows only
+    long_documents: str = "truncate"  # or window: long rows are read whole, in windows (data/windows.py)
+    window_stride: int | None = None
+    max_windows: int | None = DEFAULT_MAX_WINDOWS
 
     def __post_init__(self) -> None:
         if self.max_seq_len < MIN_SEQ_LEN:
@@ -147,7 +151,7 @@ def read_data(spec: DataSpec) -> Data:
 
 def data_spec(run: Run) -> DataSpec:
     """A run's own data settings: its files, columns, max_seq_len and the tokenizer it trained with."""
-    if run.targets not in (None, Targets.CLASSES, Targets.PROMPTED_CLASSES):
+    if run.targets not in (None, Targets.CLASSES, Targets.PROMPTED_CLASSES, Targets.CLASS_PAIRS):
         raise UserError(
             f"the run in {run.path} trained on {run.targets.value}; the data checks read single-label "
             "classification tables — pass such files with encoderlab-doctor --data TRAIN [--val VAL]"
@@ -170,6 +174,7 @@ def data_spec(run: Run) -> DataSpec:
     max_seq_len, lowercase, limit = (
         run.get(f"data.{k}") for k in ("max_seq_len", "lowercase", "train_limit")
     )
+    stride, max_windows = run.get("data.window_stride"), run.get("data.max_windows")  # None: half, no cap
     return DataSpec(
         train=run.resolve_path(train),
         val=path("data.val_file"),
@@ -181,6 +186,9 @@ def data_spec(run: Run) -> DataSpec:
         max_seq_len=max_seq_len if isinstance(max_seq_len, int) else DEFAULT_MAX_SEQ_LEN,
         lowercase=lowercase if isinstance(lowercase, bool) else None,
         train_limit=limit if isinstance(limit, int) else None,
+        long_documents=text("data.long_documents", "truncate"),
+        window_stride=stride if isinstance(stride, int) else None,
+        max_windows=max_windows if isinstance(max_windows, int) else None,
     )
 
 
@@ -380,6 +388,8 @@ def check_truncation(data: Data) -> list[Finding]:
     """Rows longer than max_seq_len tokens, which training cuts."""
     if data.tokenizer is None:
         return []
+    if data.spec.long_documents == "window":
+        return _windowed(data)
     limit = data.spec.max_seq_len
     findings = []
     for split in data.splits:
@@ -398,6 +408,44 @@ def check_truncation(data: Data) -> list[Finding]:
                     f"{_rows(cut)})",
                     f"raise max_seq_len (data.max_seq_len / --max-seq-len; {keep} rows whole, up to the "
                     "encoder's position limit) or split the long texts",
+                )
+            )
+    return findings
+
+
+def _windowed(data: Data) -> list[Finding]:
+    """With data.long_documents=window: how many rows need more than one window, and which get cut by
+    data.max_windows."""
+    spec = data.spec
+    windows = Windows(data.tokenizer, spec.max_seq_len, spec.window_stride, spec.max_windows)
+    findings = []
+    for split in data.splits:
+        text_tokens = [len(e.ids) - len(windows.frame) for e in data.encodings(split)]
+        needed = windows_needed(text_tokens, windows.width, windows.stride)
+        used = windows.counts(text_tokens)
+        long = [i for i, n in enumerate(needed) if n > 1]
+        cut = [i for i, (n, u) in enumerate(zip(needed, used, strict=True)) if n > u]
+        if long:
+            findings.append(
+                Finding(
+                    "windows",
+                    "info",
+                    f"{len(long)} of {len(split)} {split.name} rows ({_share(len(long), len(split))}) are read in "
+                    f"more than one window of max_seq_len={spec.max_seq_len} tokens ({used.mean():.2f} windows "
+                    f"a row on average, at most {used.max()}; {split.path.name} {_rows(long)})",
+                    "each window costs a sequence's compute: raise data.window_stride (less overlap) or lower "
+                    "data.max_windows to spend less",
+                )
+            )
+        if cut:
+            findings.append(
+                Finding(
+                    "truncation",
+                    _severity(len(cut), len(split)),
+                    f"{len(cut)} of {len(split)} {split.name} rows ({_share(len(cut), len(split))}) need more "
+                    f"than data.max_windows={spec.max_windows} windows and get cut (most {needed.max()}; "
+                    f"{split.path.name} {_rows(cut)})",
+                    f"raise data.max_windows (to {needed.max()} reads every row whole) or data.window_stride",
                 )
             )
     return findings

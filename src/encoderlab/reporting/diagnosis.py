@@ -63,7 +63,8 @@ def _float(value) -> float | None:
 
 def is_classification(run: Run) -> bool:
     """A single-label classifier with known labels (what the chance-level and imbalance checks need)."""
-    return run.targets in (Targets.CLASSES, Targets.PROMPTED_CLASSES) and bool(run.labels)
+    single_label = (Targets.CLASSES, Targets.PROMPTED_CLASSES, Targets.CLASS_PAIRS)
+    return run.targets in single_label and bool(run.labels)
 
 
 def learning_rate(run: Run) -> float | None:
@@ -256,6 +257,8 @@ def check_frozen_head(run: Run) -> list[Finding]:
     if not _is_frozen_probe(run):
         return []
     trainable = _float(run.metrics.get("params/trainable"))
+    if trainable == 0 and run.get("trainer.max_steps") == 0:
+        return []  # nothing to train by design: a zero-shot prompt, nearest neighbours (method=knn)
     if trainable == 0:
         return [
             Finding(

@@ -12,6 +12,7 @@ doctor, reproduce) both go through :class:`RunDir`, so a renamed file is renamed
       label_map.json  label names in id order                                        labelled data
       tokenizer/      the tokenizer the run used                                     tasks
       encoder/        the encoder export (pre-training; merged LoRA on request)      tasks
+      sentence_transformers/  the encoder + pooling as a sentence-transformers model  ContrastiveTask
       mlm_head.safetensors   the pre-training head, kept for prompt-style reuse      MaskedLMTask
       generator/      ELECTRA's generator, laid out as a run: encoder/ + mlm_head   ElectraTask
       adapter/        LoRA tensors + head                                            tasks
@@ -40,6 +41,8 @@ SUITE_HTML_FILE = "suite.html"
 SUITE_PLOT_FILE = "suite.png"
 SUITE_LOG_FILE = "suite.log"
 SUITE_CONF_DIR = "conf"
+STUDY_TABLE_FILE = "study.md"  # a study's grids (a suite with report: study), with its recommendations
+STUDY_PLOT_FILE = "study.png"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,11 @@ class RunDir:
     @property
     def encoder(self) -> Path:
         return self.path / "encoder"
+
+    @property
+    def sentence_transformers(self) -> Path:
+        """The encoder with its pooling as a directory ``SentenceTransformer(path)`` loads (contrastive runs)."""
+        return self.path / "sentence_transformers"
 
     @property
     def mlm_head(self) -> Path:

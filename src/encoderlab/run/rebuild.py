@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -20,6 +21,7 @@ from torch import nn
 
 from encoderlab.adapt.adapters import LoRA, merge_lora
 from encoderlab.data.tokenizer import load_tokenizer
+from encoderlab.data.windows import Windows, recorded_windows
 from encoderlab.errors import UserError
 from encoderlab.formats.hf import check_vocab_size
 from encoderlab.formats.weights import load_strict, strip_wrapper_prefixes
@@ -85,6 +87,11 @@ class TrainedModel:
     @property
     def tokenizer_dir(self) -> Path:
         return tokenizer_dir(self.run)
+
+    @cached_property
+    def windows(self) -> Windows | None:
+        """The windows the run read long documents in (``data.long_documents=window``); None: it truncated."""
+        return recorded_windows(self.record.data, self.tokenizer, self.max_seq_len)
 
 
 def _build(record: TaskRecord, task_class: type[EncoderTask], head_class: type[nn.Module]) -> EncoderTask:

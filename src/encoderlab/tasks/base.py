@@ -169,15 +169,25 @@ class EncoderTask(pl.LightningModule):
         self.test_metrics = evaluation.clone(prefix="test/")
 
     def forward(self, batch) -> torch.Tensor:
-        """The head on the encoder's hidden states (tasks whose head reads states + attention mask)."""
+        """The head on the encoder's hidden states (tasks whose head reads states + attention mask); for the
+        windows of long documents also their ``document_index``, by which the head pools them per document."""
         mask = batch.get("attention_mask")
         hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
+        if "document_index" in batch:
+            return self.head(hidden, mask, document_index=batch["document_index"])
         return self.head(hidden, mask)
 
-    def log_loss_and_metrics(self, loss: torch.Tensor, metrics: MetricCollection, stage: str) -> None:
-        """Loss per step in training and per epoch otherwise; metrics per epoch, val ones on the bar."""
+    def log_loss_and_metrics(
+        self, loss: torch.Tensor, metrics: MetricCollection, stage: str, batch_size: int | None = None
+    ) -> None:
+        """Loss per step in training and per epoch otherwise; metrics per epoch, val ones on the bar.
+
+        ``batch_size`` weighs the loss in the epoch's mean: the examples of the batch, which Lightning would
+        otherwise infer from its first tensor (the windows, when long documents are read in windows)."""
         on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step)
+        self.log(
+            f"{stage}/loss", loss, prog_bar=True, on_step=on_step, on_epoch=not on_step, batch_size=batch_size
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
 
     # Subclasses define ``_step(batch, metrics, stage)`` and one metric collection per stage.

@@ -64,7 +64,7 @@ class SequenceClassificationTask(EncoderTask):
         logits = self(batch)
         loss = F.cross_entropy(logits.float(), batch["labels"])
         metrics.update(logits.detach().argmax(-1), batch["labels"])
-        self.log_loss_and_metrics(loss, metrics, stage)
+        self.log_loss_and_metrics(loss, metrics, stage, batch_size=len(batch["labels"]))  # documents
         return loss
 
     def settings(self) -> dict:

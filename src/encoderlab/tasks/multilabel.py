@@ -51,7 +51,7 @@ class MultiLabelClassificationTask(EncoderTask):
         targets = batch["labels"].float()
         loss = F.binary_cross_entropy_with_logits(logits, targets)
         metrics.update(torch.sigmoid(logits.detach()), targets.long())
-        self.log_loss_and_metrics(loss, metrics, stage)
+        self.log_loss_and_metrics(loss, metrics, stage, batch_size=len(batch["labels"]))  # documents
         return loss
 
     def settings(self) -> dict:

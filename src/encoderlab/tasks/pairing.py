@@ -15,10 +15,14 @@ from torch import nn
 import encoderlab.tasks.causal_lm
 import encoderlab.tasks.classification
 import encoderlab.tasks.cloze
+import encoderlab.tasks.contrastive
 import encoderlab.tasks.electra
+import encoderlab.tasks.fitted_head
 import encoderlab.tasks.masked_lm
 import encoderlab.tasks.multilabel
 import encoderlab.tasks.regression
+import encoderlab.tasks.setfit
+import encoderlab.tasks.setfit_library
 import encoderlab.tasks.token_classification  # noqa: F401
 from encoderlab.errors import UserError
 from encoderlab.tasks.base import EncoderTask
@@ -52,6 +56,14 @@ def check_data_fits(task: type[EncoderTask], datamodule) -> None:
         raise UserError(
             f"task={task.kind} needs {task.targets.value}, but this data gives {datamodule.targets.value} — "
             f"{task.usage}{hint}"
+        )
+    # Windows of long documents reach only a head that pools them back into one vector per document.
+    if getattr(datamodule, "long_documents", "truncate") == "window" and not getattr(
+        task.head_kind, "pools_windows", False
+    ):
+        raise UserError(
+            f"data.long_documents=window batches the windows of each document, which task={task.kind} does "
+            f"not pool back per document — set data.long_documents=truncate ({task.usage})"
         )
     task.check_data(datamodule)
 

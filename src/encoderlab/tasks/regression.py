@@ -45,7 +45,7 @@ class SequenceRegressionTask(EncoderTask):
         targets = batch["labels"].float()
         loss = F.mse_loss(predictions, targets)
         metrics.update(predictions.detach(), targets)
-        self.log_loss_and_metrics(loss, metrics, stage)
+        self.log_loss_and_metrics(loss, metrics, stage, batch_size=len(batch["labels"]))  # documents
         return loss
 
     def settings(self) -> dict:

@@ -3,7 +3,9 @@
 The freeze policy's count at step 0 is not that: a gradual schedule adds layer groups later, and a run
 with no optimizer step (``trainer.max_steps=0``, zero-shot) trains nothing. This callback looks at every
 optimizer step instead and keeps what it saw in the checkpoint, so on resume ``count`` covers the whole run,
-the steps before the restart included (from a checkpoint that lacks this state: the steps since).
+the steps before the restart included (from a checkpoint that lacks this state: the steps since). A head
+fitted outside the optimizer (a logistic regression on sentence vectors, ``method=embed_probe``) is trained
+too: the task's ``fitted_parameters()`` are added when the fit ends.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ class TrainedParameters(pl.Callback):
         for name, param in pl_module.named_parameters():
             if name not in self.sizes and param.requires_grad and param.grad is not None:
                 self.sizes[name] = param.numel()
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        fitted = getattr(pl_module, "fitted_parameters", None)  # tasks whose head is fitted in one go
+        if fitted is not None:
+            self.sizes.update(fitted())
 
     def state_dict(self) -> dict:
         return {"sizes": dict(self.sizes)}
