@@ -9,7 +9,7 @@ Local files always win; the optional ``hub`` dict is a fallback for when the loc
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import Enum
 from pathlib import Path
 
@@ -25,7 +25,7 @@ from encoderlab.data.samplers import (
     ResumableDataLoader,
     ShuffledBatchSampler,
 )
-from encoderlab.data.tokenizer import copy_tokenizer
+from encoderlab.data.tokenizer import copy_tokenizer, resolve_tokenizer, special_token_ids
 from encoderlab.data.windows import LONG_DOCUMENTS
 from encoderlab.errors import UserError
 from encoderlab.extras import require
@@ -297,6 +297,26 @@ class PreparedDataModule(pl.LightningDataModule):
         loc = Path(location)
         self._tokenizer_dir = str(loc.parent if loc.is_file() else loc)
 
+    def _adopt_tokenizer(self, texts: Callable[[], Iterable[str]], fingerprint: str) -> Tokenizer:
+        """The configured tokenizer, or one trained on ``texts()`` (cached by ``fingerprint``), as the data
+        module's own; ``pad_id`` set from it."""
+        tok, location = resolve_tokenizer(
+            self.tokenizer_path, texts, self.vocab_size_target, self.lowercase, self.cache_dir, fingerprint
+        )
+        self._set_tokenizer(tok, location)
+        self.pad_id = special_token_ids(tok)["pad"]
+        return tok
+
+    def _eval_loader(self, dataset: Dataset) -> DataLoader:
+        """Evaluation batches in file order, through the module's collator."""
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=False,
+            collate_fn=self.collator,
+            **loader_kwargs(self.num_workers, self.seed),
+        )
+
 
 class LabelledDataModule(PreparedDataModule):
     """Labelled data: its label map, resumable (length-grouped or shuffled) training batches, ordered
@@ -382,15 +402,6 @@ class LabelledDataModule(PreparedDataModule):
             else ShuffledBatchSampler(n, size, seed=self.seed)
         )
         return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
-
-    def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            collate_fn=self.collator,
-            **loader_kwargs(self.num_workers, self.seed),
-        )
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()

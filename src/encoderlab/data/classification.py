@@ -27,7 +27,7 @@ from encoderlab.data.datasets import LabelledDataset
 from encoderlab.data.readers import file_fingerprint, read_table
 from encoderlab.data.sampling import balanced_counts, balanced_draw, class_sizes, random_draw, short_classes
 from encoderlab.data.token_cache import cached_token_ids
-from encoderlab.data.tokenizer import encoding_copy, resolve_tokenizer, special_token_ids
+from encoderlab.data.tokenizer import encoding_copy, special_token_ids
 from encoderlab.data.windows import DEFAULT_MAX_WINDOWS, WindowedDataset, Windows, check_reading, reading
 from encoderlab.errors import UserError
 from encoderlab.validate import between, check, differs_from, text
@@ -370,16 +370,7 @@ class TextClassificationDataModule(LabelledDataModule):
             for item in train_texts():
                 yield from (item if pairs else (item,))
 
-        tok, location = resolve_tokenizer(
-            self.tokenizer_path,
-            tokenizer_texts,
-            self.vocab_size_target,
-            self.lowercase,
-            self.cache_dir,
-            train_fp,
-        )
-        self._set_tokenizer(tok, location)
-        self.pad_id = special_token_ids(tok)["pad"]
+        tok = self._adopt_tokenizer(tokenizer_texts, train_fp)
 
         self.reading = reading(
             self.long_documents, tok, self.max_seq_len, self.window_stride, self.max_windows

@@ -31,7 +31,6 @@ from encoderlab.data.base import (
     Targets,
     check_settings,
     heldout_split,
-    loader_kwargs,
     missing_train_error,
 )
 from encoderlab.data.classification import TextClassificationDataModule
@@ -39,7 +38,7 @@ from encoderlab.data.collators import PaddingCollator
 from encoderlab.data.readers import TABLE_EXTENSIONS, file_fingerprint, read_corpus, read_table
 from encoderlab.data.samplers import ShuffledBatchSampler
 from encoderlab.data.token_cache import TokenIds, cached_token_ids
-from encoderlab.data.tokenizer import copy_tokenizer, resolve_tokenizer, special_token_ids
+from encoderlab.data.tokenizer import copy_tokenizer
 from encoderlab.errors import UserError
 from encoderlab.run.layout import RunDir
 from encoderlab.validate import check, differs_from, number, text
@@ -305,16 +304,7 @@ class TextPairsDataModule(PreparedDataModule):
             yield from train.anchors
             yield from train.positives or ()
 
-        tok, location = resolve_tokenizer(
-            self.tokenizer_path,
-            tokenizer_texts,
-            self.vocab_size_target,
-            self.lowercase,
-            self.cache_dir,
-            fingerprint,
-        )
-        self._set_tokenizer(tok, location)
-        self.pad_id = special_token_ids(tok)["pad"]
+        self._adopt_tokenizer(tokenizer_texts, fingerprint)
         self.train_dataset = self._encode(train, fingerprint)
         self.val_dataset = self._encode(heldout, heldout_key)
         if sts is not None:
@@ -340,15 +330,6 @@ class TextPairsDataModule(PreparedDataModule):
         self.prepare()
         sampler = ShuffledBatchSampler(len(self.train_dataset), self.batch_size, seed=self.seed)
         return self._resumable_train_loader(self.train_dataset, sampler, self.collator)
-
-    def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=False,
-            collate_fn=self.collator,
-            **loader_kwargs(self.num_workers, self.seed),
-        )
 
     def val_dataloader(self) -> list[DataLoader]:
         """The held-out pairs (loss, retrieval) and, with ``sts_file``, the scored STS pairs."""
