@@ -14,7 +14,8 @@ The key hashes the source's content (sha256 of each file, as the token cache doe
 the limits, the validation split and the chunk size, so the same corpus and settings reuse one shard set.
 A set is built in a temporary directory beside its final place and renamed into it when complete, under a
 file lock (the processes of a distributed run wait for the one building it): a killed build leaves only a
-temporary directory, which is never read and is removed by the next build of that key.
+temporary directory, which is never read and is removed by the next build of that key. Several nodes build
+one set together through ``encoderlab.data.shard_nodes``, from the same plan, tokenizer and records.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from pathlib import Path
 
@@ -95,8 +96,9 @@ class ShardSpec:
             return {"given": hashlib.sha256(tok.to_str().encode()).hexdigest()}
         return {"vocab_size": self.vocab_size, "lowercase": self.lowercase, "sample": self.tokenizer_sample}
 
-    def key(self) -> str:
-        parts = {
+    def key_parts(self) -> dict:
+        """What the key hashes: the settings that make one shard set (those nodes building it share)."""
+        return {
             "format": FORMAT,
             "train": self.train.fingerprint(),
             "val": self.val.fingerprint() if self.val else HELDOUT,
@@ -105,7 +107,14 @@ class ShardSpec:
             "tokenizer": self.tokenizer_setting(),
             "chunk_bytes": self.chunk_bytes,
         }
-        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+    def key(self) -> str:
+        return key_of(self.key_parts())
+
+
+def key_of(parts: dict) -> str:
+    """The directory name of the shard set of these key parts."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
 # ------------------------------------------------------------------------------------ pieces of work
@@ -301,13 +310,66 @@ def build_shards(
     return open_shards(str(final), cache_dir)
 
 
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build tokenizes: each split's pieces in corpus order (windows applied), and the tokenizer's
+    vocabulary size and id dtype. Decided once per shard set, however many nodes tokenize it."""
+
+    pieces: dict[str, list[Piece]]
+    vocab_size: int
+    dtype: str
+
+    def to_json(self) -> dict:
+        # The per-run fields (tokenizer path, dtype, reports) are filled in by whoever tokenizes.
+        own = ("tokenizer", "dtype", "reports")
+        pieces = {
+            split: [{k: v for k, v in asdict(p).items() if k not in own} for p in listed]
+            for split, listed in self.pieces.items()
+        }
+        return {"pieces": pieces, "vocab_size": self.vocab_size, "dtype": self.dtype}
+
+    @classmethod
+    def from_json(cls, data: dict) -> BuildPlan:
+        def piece(d: dict) -> Piece:
+            return Piece(**{**d, "keep": tuple(d["keep"]) if d["keep"] is not None else None})
+
+        pieces = {split: [piece(d) for d in listed] for split, listed in data["pieces"].items()}
+        return cls(pieces, data["vocab_size"], data["dtype"])
+
+
 def _build(
     spec: ShardSpec, key: str, out: Path, cache_dir: str, workers: int, piece_bytes: int | None
 ) -> None:
     started = time.perf_counter()
+    plan = plan_build(spec, cache_dir, workers, piece_bytes, out / TOKENIZER_DIR)
+    tokenizer_json = out / TOKENIZER_DIR / "tokenizer.json"
+    splits, processes = {}, 1
+    for split in SPLITS:
+        pieces = plan.pieces[split]
+        processes = max(processes, min(workers, len(pieces)))
+        splits[split] = tokenize_split(spec, split, pieces, tokenizer_json, plan.dtype, out, workers)
+    build = {
+        "workers": processes,  # those that had work: at most one per piece
+        "seconds": round(time.perf_counter() - started, 3),
+        "litdata": litdata_version(),
+    }
+    # Last: a directory without it is never read as a shard set.
+    write_json(out / MANIFEST, manifest(spec, key, plan, out / TOKENIZER_DIR, splits, build))
+
+
+def plan_build(
+    spec: ShardSpec,
+    cache_dir: str,
+    workers: int,
+    piece_bytes: int | None,
+    tokenizer_dir: Path,
+    nodes: int = 1,
+) -> BuildPlan:
+    """Cut the corpus into pieces (default: four per worker of each of ``nodes`` nodes, 1 to 32 MiB each),
+    count the paragraphs the windows need, and decide the tokenizer (saved into ``tokenizer_dir``)."""
     if piece_bytes is None:
         size = sum(Path(f).stat().st_size for f in spec.train.files)
-        piece_bytes = min(PIECE_BYTES, max(MIN_PIECE_BYTES, size // (4 * workers) + 1))
+        piece_bytes = min(PIECE_BYTES, max(MIN_PIECE_BYTES, size // (4 * workers * nodes) + 1))
     train = source_pieces(spec.train, piece_bytes)
     # Windows of paragraph ordinals (a limit, the held-out 1 %) need each piece's count: a reading pass.
     train_counts = train_keep = val_keep = None
@@ -335,29 +397,46 @@ def _build(
         val_keep = (0, spec.val_limit) if spec.val_limit is not None else None
 
     tok = _tokenizer(spec, train, train_keep, cache_dir)
-    save_tokenizer(tok, out / TOKENIZER_DIR)
+    save_tokenizer(tok, tokenizer_dir)
+    pieces = {"train": windows(train, train_counts, train_keep), "val": windows(val, val_counts, val_keep)}
     dtype = "uint16" if tok.get_vocab_size() <= 65535 else "int32"
-    plans = {"train": windows(train, train_counts, train_keep), "val": windows(val, val_counts, val_keep)}
-    splits, processes = {}, 1
-    for split, pieces in plans.items():
-        reports = out / "reports" / split
-        reports.mkdir(parents=True)
-        work = dict(tokenizer=str(out / TOKENIZER_DIR / "tokenizer.json"), dtype=dtype, reports=str(reports))
-        pieces = [replace(p, index=i, **work) for i, p in enumerate(pieces)]
-        processes = max(processes, min(workers, len(pieces)))
-        _tokenize(pieces, out / split, spec.chunk_bytes, workers)
-        source = spec.val if split == "val" and spec.val is not None else spec.train
-        splits[split] = _split_record(out / split, reports, len(pieces), source, split)
-    shutil.rmtree(out / "reports")
-    import litdata
+    return BuildPlan(pieces, tok.get_vocab_size(), dtype)
 
-    manifest = {
+
+def tokenize_split(
+    spec: ShardSpec,
+    split: str,
+    pieces: list[Piece],
+    tokenizer_json: Path,
+    dtype: str,
+    out: Path,
+    workers: int,
+    allow_empty: bool = False,
+) -> dict:
+    """Tokenize ``pieces`` into the litdata dataset ``out/<split>``; its manifest record. ``allow_empty``:
+    no text is no error (one node's share of a split may hold none)."""
+    reports = out / f"reports-{split}"
+    reports.mkdir(parents=True)
+    work = dict(tokenizer=str(tokenizer_json), dtype=dtype, reports=str(reports))
+    pieces = [replace(p, index=i, **work) for i, p in enumerate(pieces)]
+    _tokenize(pieces, out / split, spec.chunk_bytes, workers)
+    source = spec.val if split == "val" and spec.val is not None else spec.train
+    record = _split_record(out / split, reports, len(pieces), source, split, allow_empty)
+    shutil.rmtree(reports)
+    return record
+
+
+def manifest(
+    spec: ShardSpec, key: str, plan: BuildPlan, tokenizer_dir: Path, splits: dict, build: dict
+) -> dict:
+    """The ``shards.json`` of a set built from ``plan``: the splits' records and how it was built."""
+    return {
         "format": FORMAT,
         "key": key,
         "tokenizer": TOKENIZER_DIR,
-        "tokenizer_files": sorted(p.name for p in (out / TOKENIZER_DIR).iterdir()),
-        "vocab_size": tok.get_vocab_size(),
-        "dtype": dtype,
+        "tokenizer_files": sorted(p.name for p in tokenizer_dir.iterdir()),
+        "vocab_size": plan.vocab_size,
+        "dtype": plan.dtype,
         "source": {"train": spec.train.describe(), "val": spec.val.describe() if spec.val else HELDOUT},
         "settings": {
             "train_limit": spec.train_limit,
@@ -366,13 +445,14 @@ def _build(
             "chunk_bytes": spec.chunk_bytes,
         },
         "splits": splits,
-        "build": {
-            "workers": processes,  # those that had work: at most one per piece
-            "seconds": round(time.perf_counter() - started, 3),
-            "litdata": litdata.__version__,
-        },
+        "build": build,
     }
-    write_json(out / MANIFEST, manifest)  # last: a directory without it is never read as a shard set
+
+
+def litdata_version() -> str:
+    import litdata
+
+    return litdata.__version__
 
 
 def _tokenizer(
@@ -418,7 +498,9 @@ def _tokenize(pieces: list[Piece], out: Path, chunk_bytes: int, workers: int) ->
     )
 
 
-def _split_record(directory: Path, reports: Path, n_pieces: int, source: CorpusSource, split: str) -> dict:
+def _split_record(
+    directory: Path, reports: Path, n_pieces: int, source: CorpusSource, split: str, allow_empty: bool = False
+) -> dict:
     errors = [json.loads(p.read_text()) for p in sorted(reports.glob("*.error"))]
     for error in errors:  # the user's mistakes (a bad byte) first: they say what to fix
         if error["user"]:
@@ -431,11 +513,11 @@ def _split_record(directory: Path, reports: Path, n_pieces: int, source: CorpusS
             f"tokenizing {source.describe()} stopped after {len(stats)} of {n_pieces} pieces — run it again"
         )
     index = directory / INDEX
-    if not index.is_file():
+    if not index.is_file() and not allow_empty:
         raise UserError(
             f"the {split} split of {source.describe()} has no text — point it at a non-empty corpus"
         )
-    chunks = json.loads(index.read_text())["chunks"]
+    chunks = json.loads(index.read_text())["chunks"] if index.is_file() else []
     return {
         "paragraphs": sum(s["paragraphs"] for s in stats),
         "tokens": sum(s["tokens"] for s in stats),
@@ -495,8 +577,12 @@ def open_shards(location: str, cache_dir: str, reused: bool = False) -> ShardSet
     manifest_path = local / MANIFEST
     rebuild = f"rebuild it: delete {location} and run encoderlab-shard (or the training run) again"
     if not manifest_path.is_file():
+        # Imported here: the multi-node build is written on top of this module.
+        from encoderlab.data.shard_nodes import progress_note
+
         raise UserError(
-            f"no shard set at {location} (no {MANIFEST}) — build one with encoderlab-shard and pass its "
+            (None if is_url(location) else progress_note(local))
+            or f"no shard set at {location} (no {MANIFEST}) — build one with encoderlab-shard and pass its "
             "directory as data.shards, or set data.shards=null to build from data.train_file"
         )
     try:
