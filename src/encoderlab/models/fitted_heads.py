@@ -39,23 +39,25 @@ class VectorHead(nn.Module):
     """Pools [B, S, H] into one vector per text, [B, H] (float32; unit length with ``normalize``), and maps
     vectors to class logits with what ``fit(vectors, labels, seed)`` set.
 
-    ``pooling=None`` takes :func:`encoderlab.models.heads.sentence_pooling`; ``settings()`` records the pooling used, so a rebuilt head
-    never asks the encoder again. ``fitted_sizes`` (parameter name → elements) says what the last fit
+    ``pooling=None`` takes :func:`encoderlab.models.heads.sentence_pooling` and ``normalize=None`` the source's
+    own normalisation; ``settings()`` records what was used, so a rebuilt head never asks the encoder again. ``fitted_sizes`` (parameter name → elements) says what the last fit
     set, which the run counts as trained (``params/trainable``).
     """
 
     def __init__(
-        self, encoder: Encoder, num_labels: int, pooling: str | None = None, normalize: bool = False
+        self, encoder: Encoder, num_labels: int, pooling: str | None = None, normalize: bool | None = False
     ) -> None:
         super().__init__()
         check("head.pooling", pooling, one_of(*POOLINGS), optional=True)
-        check("head.normalize", normalize, boolean)
+        check("head.normalize", normalize, boolean, optional=True)
         if num_labels < 2:  # from the data, which checks its labels itself
             raise ValueError(f"a classifier needs at least 2 labels, got num_labels={num_labels}")
         self.num_labels = num_labels
         self.hidden = encoder.config.hidden
         self.pooling = sentence_pooling(encoder) if pooling is None else pooling
-        self.normalize = normalize
+        # None: as the source's sentence vectors are (a sentence-transformers model ending in Normalize:
+        # unit length), which is what the SetFit library fits its head on.
+        self.normalize = bool(getattr(encoder, "source_normalize", False)) if normalize is None else normalize
         self.fitted_sizes: dict[str, int] = {}
 
     def vectors(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -94,7 +96,7 @@ class VectorClassifier(VectorHead):
         encoder: Encoder,
         num_labels: int,
         pooling: str | None = None,
-        normalize: bool = False,
+        normalize: bool | None = False,
         fit: str = "logistic_regression",
         c: float = 1.0,
         max_iter: int = 100,
