@@ -69,7 +69,7 @@ def test_seeds_and_unknown_names():
     for bad in ("a,b", "1,1", "0"):
         with pytest.raises(UserError):
             parse_seeds(bad)
-    with pytest.raises(UserError, match="choose one of fewshot, full, quick"):
+    with pytest.raises(UserError, match="choose one of fewshot, fewshot_prompts, full, quick"):
         load_spec("fast", PRESETS)
     with pytest.raises(UserError, match="not in suite quick"):
         select_tasks(load_spec("quick", PRESETS), ["sst2", "cola"])
