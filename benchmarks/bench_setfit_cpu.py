@@ -59,7 +59,7 @@ def encoderlab_side(args, dm: SetFitDataModule) -> tuple[float, float]:
     encoder = FromHuggingFace(package=PACKAGE).build_encoder(build, dm.vocab_size)
     task = SetFitTask(
         encoder,
-        VectorClassifier(encoder, num_labels=2),
+        VectorClassifier(encoder, num_labels=2, normalize=None),  # as method=setfit: the source's scaling
         optimizer=functools.partial(torch.optim.AdamW, lr=2e-5, weight_decay=0.01),
         scheduler=functools.partial(linear_warmup, warmup_ratio=0.1),
     )

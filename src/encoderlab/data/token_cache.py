@@ -181,8 +181,8 @@ def _mmap(path: Path) -> np.ndarray:
         array = np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot mmap a zero-length array
         return np.load(path)
-    # Training reads blocks in random order: without this hint the kernel maps the pages around each
-    # block as well, and the process's resident set grows with the size of the corpus.
+    # Reads through the map are random (labelled examples, prediction): no read-ahead around each. (Blocks of
+    # a pre-training corpus are read with pread instead: TokenIds.span.)
     mapping = getattr(array, "_mmap", None)
     if mapping is not None and hasattr(mmap, "MADV_RANDOM"):
         mapping.madvise(mmap.MADV_RANDOM)
