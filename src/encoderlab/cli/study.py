@@ -88,11 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         if "--suite" in rest:
             raise UserError("--suite is encoderlab-suite's — use --study to pick the study's preset or file")
-        return suite_argv(args, rest)
+        return suite_main(suite_argv(args, rest))
 
-    forwarded = run_command(body)
-    # A list: the suite's arguments (run_command's own result is an exit status when the arguments were bad).
-    return suite_main(forwarded) if isinstance(forwarded, list) else forwarded
+    return run_command(body)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import mmap
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -178,15 +177,9 @@ def cached_token_ids(
 
 def _mmap(path: Path) -> np.ndarray:
     try:
-        array = np.load(path, mmap_mode="r")
+        return np.load(path, mmap_mode="r")
     except ValueError:  # numpy cannot mmap a zero-length array
         return np.load(path)
-    # Reads through the map are random (labelled examples, prediction): no read-ahead around each. (Blocks of
-    # a pre-training corpus are read with pread instead: TokenIds.span.)
-    mapping = getattr(array, "_mmap", None)
-    if mapping is not None and hasattr(mmap, "MADV_RANDOM"):
-        mapping.madvise(mmap.MADV_RANDOM)
-    return array
 
 
 def _load(directory: Path, from_cache: bool = True) -> TokenIds:
