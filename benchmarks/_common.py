@@ -20,6 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from encoderlab.training.kernel_calibration import cpu_identity
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
@@ -42,6 +44,7 @@ def environment() -> dict:
         "numpy": numpy.__version__,
         "torch_threads": torch.get_num_threads(),
         "cpu": cpu_name(),
+        **{f"cpu_{k}": v for k, v in cpu_identity().items() if k in ("isa", "isa_limits")},
         "cpu_count": os.cpu_count(),
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "loadavg_1_5_15": os.getloadavg(),
@@ -109,7 +112,12 @@ def summarize(times: list[float], units_per_call: float) -> dict:
 def print_table(title: str, rows: list[dict], unit: str, baseline: str) -> None:
     """rows: dicts with name, median_s, min_s, max_s, throughput; ratio is throughput / baseline's."""
     base = next(r for r in rows if r["name"] == baseline)["throughput"]
-    print(f"\n{title}")
+    machine = cpu_identity()
+    limits = " ".join(f"{k}={v}" for k, v in machine.get("isa_limits", {}).items())
+    print(
+        f"\nCPU: {machine['cpu']}; ISA: {' '.join(machine['isa'])}{'; limited by ' + limits if limits else ''}"
+    )
+    print(title)
     header = (
         f"| {'variant':<58} | {unit:>14} | {'ms/step (median)':>16} | {'min–max ms':>15} | {'ratio':>6} |"
     )

@@ -29,8 +29,9 @@ from _common import (
 from encoderlab.adapt.param_groups import param_groups
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead
-from encoderlab.models.kernels import set_onednn_cpu_linear
+from encoderlab.models.kernels import set_cpu_kernels
 from encoderlab.tasks.masked_lm import masked_lm_loss
+from encoderlab.training.kernel_calibration import CUSTOM, PLAIN, calibrate
 
 
 def mlm_batch(batch_size: int, seq_len: int, vocab_size: int, mlm_probability: float, seed: int) -> dict:
@@ -103,17 +104,18 @@ def main() -> None:
     ours_opt = optimizer(ours_model)
     hf_opt = optimizer(hf)
 
-    def ours_step():
-        set_onednn_cpu_linear(ours_model, True)
-        masked_lm_loss(encoder, head, batch).backward()
-        ours_opt.step()
-        ours_opt.zero_grad(set_to_none=True)
+    # What a run does at its start (kernels=auto): measure the kernels on this machine, at these shapes.
+    choice, timings = calibrate(encoder, args.batch_size, args.seq_len, True, {})
+    print(f"kernels chosen by calibration: {choice}; ms per layer pass: {timings}")
 
-    def plain_step():
-        set_onednn_cpu_linear(ours_model, False)
-        plain_mlm_loss(encoder, head, batch).backward()
-        ours_opt.step()
-        ours_opt.zero_grad(set_to_none=True)
+    def mlm_step(kernels, loss):
+        def step():
+            set_cpu_kernels(ours_model, **kernels)
+            loss(encoder, head, batch).backward()
+            ours_opt.step()
+            ours_opt.zero_grad(set_to_none=True)
+
+        return step
 
     def hf_step():
         hf(**batch).loss.backward()
@@ -122,12 +124,16 @@ def main() -> None:
 
     names = {
         "hf": "transformers BertForMaskedLM (sdpa), logits at every position",
-        "ours": "encoderlab (default: sparse MLM + sparse last layer + oneDNN)",
-        "plain": "encoderlab plain path (F.linear, full last layer, MLM select)",
+        "ours": "encoderlab default (kernels=auto: calibrated; sparse MLM + sparse last layer)",
+        "custom": "encoderlab kernels=custom (oneDNN, rand masks, math attention; sparse)",
+        "plain": "encoderlab plain path (F.linear, F.dropout, SDPA, full last layer, MLM select)",
     }
+    ours_step = mlm_step(choice, masked_lm_loss)
     sides = {names["hf"]: hf_step, names["ours"]: ours_step}
     if not args.no_ablation:
-        sides[names["plain"]] = plain_step
+        if choice != CUSTOM:
+            sides[names["custom"]] = mlm_step(CUSTOM, masked_lm_loss)
+        sides[names["plain"]] = mlm_step(PLAIN, plain_mlm_loss)
     print(
         f"torch threads: {torch.get_num_threads()}; warm-up {args.warmup}, measured {args.repeats} per side"
     )
@@ -148,6 +154,7 @@ def main() -> None:
         {
             "args": vars(args),
             "loss_check": {"encoderlab": ours_loss, "transformers": hf_loss},
+            "kernels": {"choice": choice, "timings_ms": timings},
             "rows": rows,
             "ratio": ratio,
             "goal": 4.0,

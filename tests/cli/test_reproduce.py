@@ -30,6 +30,8 @@ def test_reproduced_metrics_are_identical(data_dir, cache_dir, tmp_path):
         *FAST,
         "trainer.deterministic=true",
         "seed=7",
+        "kernels.min_gflop=1e-9",  # the tiny model's kernels measured, as a real run's would be
+        "kernels.cache=null",
         f"hydra.run.dir={run_dir}",
     ]
     assert run_train(args, env).returncode == 0
@@ -41,6 +43,14 @@ def test_reproduced_metrics_are_identical(data_dir, cache_dir, tmp_path):
     assert len(compared) >= 8
     assert {k: again[k] for k in compared} == {k: saved[k] for k in compared}
     assert "metrics reproduced" in result.stdout
+    # The re-run is told the kernels the run measured instead of measuring again (a new measurement may differ).
+    kernels = json.loads((run_dir / "run.json").read_text())["kernels"]
+    again_kernels = json.loads((tmp_path / "again/run.json").read_text())["kernels"]
+    assert kernels["how"] == "measured" and kernels["timings_ms"]["linear"]
+    assert again_kernels["how"] == "forced"
+    assert {k: again_kernels[k] for k in ("linear", "dropout", "attention")} == {
+        k: kernels[k] for k in ("linear", "dropout", "attention")
+    }
 
 
 @pytest.mark.slow

@@ -271,3 +271,27 @@ def test_manual_cpu_attention_matches_sdpa(padded):
     # A vanishing dropout rate takes the manual path while keeping (almost surely) every weight.
     got = attention(q, k, v, mask if padded else None, dropout_p=1e-12)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_cls_head_lets_the_last_layer_finish_only_the_first_position(pooling):
+    """A [CLS]-pooling classifier: the encoder's last layer finishes position 0 alone, same logits and grads."""
+    from types import SimpleNamespace
+
+    from encoderlab.models.heads import SequenceClassifier
+    from encoderlab.tasks.base import EncoderTask
+
+    encoder, _ = tiny(dropout=0.0)
+    head = SequenceClassifier(encoder, num_labels=3, pooling=pooling, dropout=0.0)
+    assert head.reads_first_position_only == (pooling == "cls")
+    batch = mlm_batch(padded=True)
+    batch["token_type_ids"] = torch.zeros_like(batch["input_ids"])
+    task = SimpleNamespace(encoder=encoder, head=head)
+    fast = EncoderTask.forward(task, batch)
+    fast.square().sum().backward()
+    fast_grads = grads(encoder, head)
+    encoder.zero_grad(set_to_none=True), head.zero_grad(set_to_none=True)
+    full = head(encoder(batch["input_ids"], batch["attention_mask"]), batch["attention_mask"])
+    full.square().sum().backward()
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
+    assert_grads_close(fast_grads, grads(encoder, head))

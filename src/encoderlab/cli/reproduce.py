@@ -21,6 +21,7 @@ from encoderlab.errors import UserError
 from encoderlab.files import read_json_object
 from encoderlab.run.layout import RunDir
 from encoderlab.run.record import git_state
+from encoderlab.training.kernel_choice import recorded_overrides
 from encoderlab.validate import check, non_negative
 
 console = Console(stderr=True)
@@ -84,6 +85,7 @@ def reproduce(run_dir: Path, out: Path | None, tolerance: float, extra: list[str
         "--config-name=config",
         f"hydra.run.dir={out}",
         "resume=null",
+        *recorded_overrides(read_json_object(run.record)),  # the kernels the run chose, not a new measurement
         *extra,
     ]
     if subprocess.run(command).returncode != 0:

@@ -31,6 +31,8 @@ from encoderlab.run.redact import redact
 from encoderlab.run.task_record import TaskRecord
 from encoderlab.training.checkpoints import LastValidatedStep, check_resumable, save_last_checkpoint
 from encoderlab.training.distributed import reporting_lost_peers
+from encoderlab.training.kernel_calibration import CUSTOM
+from encoderlab.training.kernel_choice import KernelChoice
 from encoderlab.training.summaries import callback_summaries
 from encoderlab.training.trained_parameters import TrainedParameters
 
@@ -59,7 +61,10 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
     )
 
     validated, trained = LastValidatedStep(), TrainedParameters()
-    callbacks = build_callbacks(cfg, validated, trained, *policy.callbacks())
+    # Decides at fit start, on the device and shapes of the run. A config from before kernels= existed (the
+    # resume of an older run) trained with the custom kernels: keep them.
+    kernels = instantiate(cfg.kernels) if cfg.get("kernels") else KernelChoice(**CUSTOM)
+    callbacks = build_callbacks(cfg, validated, trained, kernels, *policy.callbacks())
     trainer: pl.Trainer = instantiate(cfg.trainer, logger=build_loggers(cfg) or False, callbacks=callbacks)
     for logger in trainer.loggers:
         logger.log_hyperparams(redact(OmegaConf.to_container(cfg, resolve=True)))
@@ -71,6 +76,7 @@ def train(cfg: DictConfig, record: RunRecord, checkpoint: Path | None = None) ->
         # On resume Lightning restores weights, optimizer, scheduler and loop state; freezing was re-applied.
         trainer.fit(task, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
         fit_seconds = time.perf_counter() - started
+        record.note(kernels=kernels.describe())
         metrics = _final_metrics(trainer)
         if not trainer.fast_dev_run:
             # Training that stops at max_steps mid-epoch skips the epoch-end validation: final metrics need one.

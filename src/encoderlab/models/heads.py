@@ -190,6 +190,8 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"num_labels must be at least 1, got {num_labels}")
         hidden = encoder.config.hidden
         self.pooling = pooling
+        # [CLS] pooling reads position 0 alone: the task then lets the encoder's last layer finish only it.
+        self.reads_first_position_only = pooling == "cls"
         self.num_labels = num_labels
         self.hidden_layers = hidden_layers
         self.dropout = nn.Dropout(dropout)

@@ -8,6 +8,10 @@ gives the measured gains.
 - ``dropout`` / ``Dropout``: CPU dropout masks from ``torch.rand``; ``F.dropout`` elsewhere.
 - ``attention``: ``F.scaled_dot_product_attention``, spelled out on CPU when attention dropout is on.
 - ``vocab_cross_entropy``: ``F.cross_entropy`` over vocabulary logits with a one-pass backward (any device).
+
+Which of the first three a model uses on the CPU is a per-module switch (:func:`set_cpu_kernels`), chosen
+for the machine at hand by :mod:`encoderlab.training.kernel_choice`; ``CPU_KERNELS`` lists the options,
+the plain PyTorch op last.
 """
 
 from __future__ import annotations
@@ -72,6 +76,10 @@ def linear(
     return F.linear(x, weight, bias)
 
 
+# Per switch: the options, the custom kernel first and the plain PyTorch op ("torch") last.
+CPU_KERNELS = {"linear": ("onednn", "torch"), "dropout": ("rand", "torch"), "attention": ("math", "sdpa")}
+
+
 class Linear(nn.Linear):
     """``nn.Linear`` (same parameters, same state_dict keys) whose forward goes through :func:`linear`."""
 
@@ -83,9 +91,36 @@ class Linear(nn.Linear):
 
 def set_onednn_cpu_linear(module: nn.Module, enabled: bool) -> None:
     """Switch every :class:`Linear` inside ``module`` between oneDNN (CPU fp32) and plain ``F.linear``."""
+    set_cpu_kernels(module, linear="onednn" if enabled else "torch")
+
+
+def set_cpu_kernels(
+    module: nn.Module, linear: str | None = None, dropout: str | None = None, attention: str | None = None
+) -> None:
+    """Set each given switch (an option of ``CPU_KERNELS``) on every module inside ``module`` it applies to."""
+    for name, value in (("linear", linear), ("dropout", dropout), ("attention", attention)):
+        if value is not None and value not in CPU_KERNELS[name]:
+            raise ValueError(f"kernels.{name}={value}: expected one of {', '.join(CPU_KERNELS[name])}")
+    for m in module.modules():
+        if linear is not None and isinstance(m, Linear):
+            m.onednn = linear == "onednn"
+        if dropout is not None and isinstance(m, Dropout):
+            m.rand_mask = dropout == "rand"
+        if attention is not None and hasattr(m, "spelled_out_attention"):
+            m.spelled_out_attention = attention == "math"
+
+
+def cpu_kernels(module: nn.Module) -> dict[str, str]:
+    """The switches as ``module`` has them now (the first module of each kind inside it decides)."""
+    found: dict[str, str] = {}
     for m in module.modules():
         if isinstance(m, Linear):
-            m.onednn = enabled
+            found.setdefault("linear", "onednn" if m.onednn else "torch")
+        if isinstance(m, Dropout):
+            found.setdefault("dropout", "rand" if m.rand_mask else "torch")
+        if hasattr(m, "spelled_out_attention"):
+            found.setdefault("attention", "math" if m.spelled_out_attention else "sdpa")
+    return found
 
 
 class _MaskDropout(torch.autograd.Function):
@@ -104,12 +139,13 @@ class _MaskDropout(torch.autograd.Function):
         return grad * keep * ctx.scale, None, None
 
 
-def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """``F.dropout``; on CPU the mask comes from ``torch.rand`` (same distribution), about twice as fast as
-    the ``bernoulli_`` behind ``F.dropout``, where dropout masks cost ~10 % of a small model's step."""
+def dropout(x: torch.Tensor, p: float, training: bool, rand_mask: bool = True) -> torch.Tensor:
+    """``F.dropout``; on CPU with ``rand_mask`` the mask comes from ``torch.rand`` (same distribution), about
+    twice as fast as the ``bernoulli_`` behind ``F.dropout`` on some CPUs, where dropout masks cost ~10 % of
+    a small model's step."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if not rand_mask or x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, True)
     return _MaskDropout.apply(x, torch.rand(x.shape, dtype=x.dtype) >= p, 1.0 / (1.0 - p))
 
@@ -117,8 +153,10 @@ def dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 class Dropout(nn.Dropout):
     """``nn.Dropout`` (no parameters, same behaviour) through :func:`dropout`."""
 
+    rand_mask = True  # per instance, set by set_cpu_kernels(module, dropout=...)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training)
+        return dropout(x, self.p, self.training, self.rand_mask)
 
 
 def attention(
@@ -128,14 +166,16 @@ def attention(
     attn_mask: torch.Tensor | None,
     dropout_p: float,
     is_causal: bool = False,
+    spelled_out: bool = True,
 ) -> torch.Tensor:
     """Scaled dot-product attention, [B, N, S, D] → [B, N, S, D]; ``attn_mask`` boolean (True = attend),
     ``is_causal`` (only without ``attn_mask``) as in SDPA.
 
-    ``F.scaled_dot_product_attention``, except with attention dropout on CPU: there SDPA falls back to its
-    unfused math path anyway, so the same computation is spelled out here to use the faster dropout mask.
+    ``F.scaled_dot_product_attention``, except with attention dropout on CPU and ``spelled_out``: there SDPA
+    falls back to its unfused math path anyway, so the same computation is spelled out here to use the
+    faster dropout mask.
     """
-    if dropout_p == 0.0 or q.device.type != "cpu":
+    if not spelled_out or dropout_p == 0.0 or q.device.type != "cpu":
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
         )

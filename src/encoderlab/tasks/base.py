@@ -172,7 +172,15 @@ class EncoderTask(pl.LightningModule):
         """The head on the encoder's hidden states (tasks whose head reads states + attention mask); for the
         windows of long documents also their ``document_index``, by which the head pools them per document."""
         mask = batch.get("attention_mask")
-        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
+        ids = batch["input_ids"]
+        if getattr(self.head, "reads_first_position_only", False):
+            # A [CLS]-pooling head reads one position: the last layer finishes only that one (its
+            # attention-output projection and feed-forward on B rows instead of B·S; same values).
+            first = torch.zeros(ids.shape[0], 1, dtype=torch.long, device=ids.device)  # B,1
+            hidden = self.encoder(ids, mask, batch.get("token_type_ids"), output_positions=first)[:, None]
+            mask = None if mask is None else mask[:, :1]  # B,1,H and its mask
+        else:
+            hidden = self.encoder(ids, mask, batch.get("token_type_ids"))
         if "document_index" in batch:
             return self.head(hidden, mask, document_index=batch["document_index"])
         return self.head(hidden, mask)

@@ -1,0 +1,130 @@
+"""Which CPU kernels are fastest for this encoder on this machine: a short measurement on the run's shapes.
+
+One encoder layer (a copy: the run's weights and random state are untouched) runs forward and backward on
+random hidden states of the run's sequence length, first on the plain PyTorch ops, then with one custom
+kernel switched on at a time (oneDNN matmuls, ``torch.rand`` dropout masks, spelled-out attention with
+dropout). A kernel is kept only when its median time beats the path so far by more than ``margin``, so the
+choice is never slower than the plain path by more than the measurement's noise. Runs of a few passes each,
+interleaved, so a change in the machine's load hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
+
+PLAIN = {name: options[-1] for name, options in CPU_KERNELS.items()}  # "torch", "torch", "sdpa"
+CUSTOM = {name: options[0] for name, options in CPU_KERNELS.items()}  # "onednn", "rand", "math"
+# Environment variables that change which instructions the kernels use: part of the machine's identity.
+ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
+
+
+def cpu_identity() -> dict:
+    """The CPU model, the instruction sets that matter to the kernels, torch's version and thread count."""
+    model, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and not model:
+                model = value.strip()
+            elif key.strip() == "flags" and not flags:
+                flags = set(value.split())
+    except OSError:
+        pass
+    model = model or platform.processor() or platform.machine()
+    identity = {
+        "cpu": model,
+        "isa": [f for f in ISA_FLAGS if f in flags],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    limits = {name: os.environ[name] for name in ISA_VARIABLES if os.environ.get(name)}
+    if limits:
+        identity["isa_limits"] = limits
+    return identity
+
+
+def layer_gflop(config, batch: int, seq: int) -> float:
+    """Forward GFLOP of one encoder layer on ``batch`` sequences of ``seq`` tokens (matmuls only)."""
+    h, i = config.hidden, config.intermediate
+    width = 2 * i if config.ffn == "geglu" else i
+    rows = batch * seq
+    matmuls = 2 * rows * (4 * h * h + h * width + i * h)
+    attention = 4 * batch * seq * seq * h
+    return (matmuls + attention) / 1e9
+
+
+def applicable(config, train: bool) -> list[str]:
+    """The switches that change anything for this encoder: dropout ones only in training with dropout on."""
+    names = ["linear"]
+    if train and (config.dropout > 0 or config.attention_dropout > 0):
+        names.append("dropout")
+    if train and config.attention_dropout > 0:
+        names.append("attention")
+    return names
+
+
+def _pass_ms(layer, x: torch.Tensor, settings: dict, train: bool) -> float:
+    set_cpu_kernels(layer, **settings)
+    started = time.perf_counter()
+    if train:
+        layer(x, None).sum().backward()
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+    else:
+        with torch.no_grad():
+            layer(x, None)
+    return (time.perf_counter() - started) * 1000
+
+
+def calibrate(
+    encoder,
+    batch: int,
+    seq: int,
+    train: bool,
+    fixed: dict[str, str],
+    max_gflop: float = 8.0,
+    rounds: int = 5,
+    margin: float = 0.03,
+    timer: Callable[..., float] = _pass_ms,
+) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
+    """(choice, {switch: {option: median ms per pass}}) for ``encoder``'s layers on ``seq``-token inputs.
+
+    ``fixed`` holds the switches the user forced; the others start plain and are tried one at a time. The
+    batch is cut to fit ``max_gflop`` per pass (forward and backward), so a large model calibrates in seconds.
+    """
+    config = encoder.config
+    per_sequence = layer_gflop(config, 1, seq) * (3 if train else 1)
+    rows = max(1, min(batch, int(max_gflop / per_sequence)))
+    layer = copy.deepcopy(encoder.layers[len(encoder.layers) // 2]).train(train)
+    for p in layer.parameters():
+        p.requires_grad_(train)
+    choice = {name: fixed.get(name, PLAIN[name]) for name in CPU_KERNELS}
+    timings: dict[str, dict[str, float]] = {}
+    with torch.random.fork_rng(devices=[]):
+        x = torch.randn(rows, seq, config.hidden, requires_grad=train)
+        for name in applicable(config, train):
+            if name in fixed or choice[name] == CUSTOM[name]:
+                continue
+            sides = [dict(choice), {**choice, name: CUSTOM[name]}]
+            times: list[list[float]] = [[], []]
+            for side in sides:  # a warm-up pass each: first-call allocations and kernel selection
+                timer(layer, x, side, train)
+            for _ in range(rounds):
+                for k, side in enumerate(sides):
+                    times[k].append(timer(layer, x, side, train))
+            medians = [statistics.median(t) for t in times]
+            timings[name] = {side[name]: round(ms, 3) for side, ms in zip(sides, medians, strict=True)}
+            if medians[1] < medians[0] * (1 - margin):
+                choice = sides[1]
+    return choice, timings

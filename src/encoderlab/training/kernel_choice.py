@@ -1,0 +1,157 @@
+"""``kernels=``: the CPU kernels a run trains with, measured for the machine at hand or forced.
+
+Each switch (``kernels.linear=onednn|torch``, ``kernels.dropout=rand|torch``, ``kernels.attention=math|sdpa``)
+is ``auto`` by default: at the start of training on a CPU in fp32, a short calibration on the run's shapes
+(:mod:`encoderlab.training.kernel_calibration`) picks each custom kernel only where it is measurably faster
+than the plain PyTorch op, and the answer is cached per CPU model, instruction set, torch version, thread
+count and shape (``kernels.cache``), so later runs start at once. An encoder whose layers are too small for
+the choice to matter (``kernels.min_gflop``) keeps the custom kernels without measuring. The choice goes
+into ``run.json`` (``kernels``) and into the checkpoint, so a resumed run keeps it, and
+``encoderlab-reproduce`` forces it. The heads follow the encoder's choice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+from encoderlab.files import read_json_object, write_json
+from encoderlab.models.encoder import Encoder
+from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
+from encoderlab.training.kernel_calibration import CUSTOM, calibrate, cpu_identity, layer_gflop
+from encoderlab.validate import check, one_of, positive
+
+log = logging.getLogger("encoderlab")
+FP32 = ("32", "32-true")
+
+
+class KernelChoice(pl.Callback):
+    def __init__(
+        self,
+        linear: str = "auto",
+        dropout: str = "auto",
+        attention: str = "auto",
+        cache: str | None = None,
+        min_gflop: float = 1.0,
+        max_gflop: float = 8.0,
+    ) -> None:
+        self.requested = {"linear": linear, "dropout": dropout, "attention": attention}
+        for name, value in self.requested.items():
+            check(f"kernels.{name}", value, one_of("auto", *CPU_KERNELS[name]))
+        check("kernels.min_gflop", min_gflop, positive)
+        check("kernels.max_gflop", max_gflop, positive)
+        self.cache = Path(cache) if cache else None
+        self.min_gflop, self.max_gflop = min_gflop, max_gflop
+        self.choice: dict[str, str] | None = None
+        self.facts: dict = {}
+        self.restored: dict[str, str] | None = None
+
+    # --- the checkpoint: a resumed run keeps the kernels (and so the dropout masks) it started with ----------
+    def state_dict(self) -> dict:
+        return {"choice": self.choice} if self.choice else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.restored = state_dict.get("choice")
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        choice, facts = self.choose(trainer, pl_module)
+        choice = trainer.strategy.broadcast(choice, src=0)  # every process trains with rank 0's kernels
+        set_cpu_kernels(pl_module, **choice)
+        self.choice, self.facts = choice, facts
+        log.info("CPU kernels: %s (%s)", " ".join(f"{k}={v}" for k, v in choice.items()), facts["how"])
+
+    def describe(self) -> dict:
+        """What the run records in ``run.json``: the switches, how they were decided, the timings."""
+        return {**(self.choice or {}), **self.facts}
+
+    def choose(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, str], dict]:
+        fixed = {name: value for name, value in self.requested.items() if value != "auto"}
+        defaults = {**CUSTOM, **fixed}
+        if self.restored:
+            return {**self.restored, **fixed}, {"how": "kept from the checkpoint"}
+        if len(fixed) == len(CPU_KERNELS):
+            return fixed, {"how": "forced"}
+        encoders = [m for m in pl_module.modules() if isinstance(m, Encoder)]
+        precision = str(trainer.precision)
+        if not encoders or pl_module.device.type != "cpu" or precision not in FP32:
+            where = pl_module.device.type if pl_module.device.type != "cpu" else f"precision {precision}"
+            return defaults, {"how": f"not measured ({where}: the custom kernels only run on CPU fp32)"}
+        encoder = max(encoders, key=lambda e: sum(p.numel() for p in e.parameters()))
+        train = any(p.requires_grad for p in encoder.parameters())
+        batch, seq = self._shape(trainer, encoder)
+        gflop = layer_gflop(encoder.config, batch, seq) * (3 if train else 1)
+        if gflop < self.min_gflop:
+            how = f"not measured (a layer's step is {gflop:.2g} GFLOP, under kernels.min_gflop)"
+            return defaults, {"how": how}
+        machine = cpu_identity()
+        key = self._key(machine, encoder.config, batch, seq, train, fixed)
+        cached = read_json_object(self.cache).get(key) if self.cache else None
+        if cached and set(cached.get("choice", {})) == set(CPU_KERNELS):
+            return cached["choice"], {"how": "cached", **_facts(cached)}
+        if trainer.is_global_zero:
+            choice, timings = calibrate(encoder, batch, seq, train, fixed, max_gflop=self.max_gflop)
+        else:
+            choice, timings = defaults, {}  # replaced by rank 0's choice in on_fit_start
+        entry = {
+            "choice": choice,
+            "timings_ms": timings,
+            "machine": machine,
+            "shape": {"batch": batch, "seq": seq, "train": train},
+            "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        if self.cache and trainer.is_global_zero:
+            self._store(key, entry)
+        return choice, {"how": "measured", **_facts(entry)}
+
+    @staticmethod
+    def _shape(trainer: pl.Trainer, encoder: Encoder) -> tuple[int, int]:
+        """(sequences, tokens) of a training batch, from the data module; BERT's 32 × 128 if it says none."""
+        data = trainer.datamodule
+        batch = getattr(data, "batch_size", None) or 32
+        seq = getattr(data, "max_seq_len", None) or 128
+        return int(batch), int(min(seq, encoder.config.max_sequence_length))
+
+    @staticmethod
+    def _key(machine: dict, config, batch: int, seq: int, train: bool, fixed: dict) -> str:
+        layer = {
+            "hidden": config.hidden,
+            "intermediate": config.intermediate,
+            "heads": config.heads,
+            "ffn": config.ffn,
+            "bias": config.bias,
+            "norm_first": config.norm_first,
+            "dropout": config.dropout > 0,
+            "attention_dropout": config.attention_dropout > 0,
+        }
+        what = {
+            "machine": machine,
+            "layer": layer,
+            "batch": batch,
+            "seq": seq,
+            "train": train,
+            "fixed": fixed,
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _store(self, key: str, entry: dict) -> None:
+        # Read-modify-rename: two runs measuring at once lose at most one entry, never the file.
+        entries = read_json_object(self.cache)
+        entries[key] = entry
+        write_json(self.cache, entries)
+
+
+def _facts(entry: dict) -> dict:
+    return {k: entry[k] for k in ("timings_ms", "machine", "shape", "measured") if k in entry}
+
+
+def recorded_overrides(record: dict) -> list[str]:
+    """The overrides that make a re-run use the kernels a run recorded (``run.json``'s ``kernels``)."""
+    kernels = record.get("kernels") or {}
+    return [
+        f"kernels.{name}={kernels[name]}" for name in CPU_KERNELS if kernels.get(name) in CPU_KERNELS[name]
+    ]
