@@ -62,6 +62,7 @@ def matmul_rows(shapes, repeats: int) -> list[dict]:
     for m, k, n in shapes:
         x = torch.randn(m, k, requires_grad=True)
         w = torch.randn(n, k, requires_grad=True)
+        g = torch.randn(m, n)  # a dense output gradient, as in training (not sum()'s stride-0 ones)
         flops = 2 * m * k * n
         row = {"shape": f"{m}x{k} @ {k}x{n}"}
         for name, onednn in (("mkl", False), ("onednn", True)):
@@ -70,8 +71,8 @@ def matmul_rows(shapes, repeats: int) -> list[dict]:
                 with torch.no_grad():
                     linear(x, w, None, onednn)
 
-            def both(onednn=onednn, x=x, w=w):
-                linear(x, w, None, onednn).sum().backward()
+            def both(onednn=onednn, x=x, w=w, g=g):
+                linear(x, w, None, onednn).backward(g)
                 x.grad = w.grad = None
 
             row[f"{name}_fwd"] = flops / timed(forward, 2, repeats) / 1e9

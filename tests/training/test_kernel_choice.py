@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.models.kernels import cpu_kernels, set_cpu_kernels
-from encoderlab.training import kernel_choice
+from encoderlab.training import kernel_calibration
 from encoderlab.training.kernel_calibration import CUSTOM, PLAIN, calibrate
 from encoderlab.training.kernel_choice import KernelChoice, recorded_overrides
 from encoderlab.validate import SettingError
@@ -132,7 +132,7 @@ def counted(monkeypatch):
         calls.append((batch, seq, train, dict(fixed)))
         return {**PLAIN, "linear": "onednn", **fixed}, {"linear": {"torch": 2.0, "onednn": 1.0}}
 
-    monkeypatch.setattr(kernel_choice, "calibrate", fake)
+    monkeypatch.setattr(kernel_calibration, "calibrate", fake)
     return calls
 
 

@@ -31,6 +31,8 @@ from encoderlab.embedding.record import EmbeddingRecord, Settings
 from encoderlab.embedding.source import EncoderSource, load_source
 from encoderlab.errors import UserError
 from encoderlab.models.heads import pool
+from encoderlab.models.kernels import set_cpu_kernels
+from encoderlab.training.kernel_calibration import default_cache, measured_choice
 from encoderlab.validate import at_least, between, boolean, check, one_of
 
 TOKENIZE_CHUNK = 8192  # texts per call of the Rust tokenizer: parallel inside, bounded memory outside
@@ -50,6 +52,7 @@ class Embedder:
         self.encoder = self.source.encoder.to(self.device).eval()
         self.pad_id = special_token_ids(self.source.tokenizer)["pad"]
         self._tokenizers: dict[int, Tokenizer] = {}
+        self.kernels: dict | None = None  # the CPU kernels, chosen at the first batch (kernel_choice)
 
     @property
     def dims(self) -> int:
@@ -158,12 +161,25 @@ class Embedder:
     ) -> torch.Tensor:
         """float32 [n, H] on the CPU for token-id sequences, in their order: batches → forward → pool."""
         out = torch.empty(len(sequences), self.dims, dtype=torch.float32)
+        if self.kernels is None and self.device.type == "cpu" and len(sequences):
+            self._choose_kernels([len(s) for s in sequences], batch_size)
         with Progress(len(sequences), progress) as shown:
             for index in self.batches([len(s) for s in sequences], batch_size):
                 hidden, mask = self.forward([sequences[i] for i in index])
                 out[torch.from_numpy(index)] = self.pool(hidden, mask, settings).cpu()
                 shown.advance(len(index))
         return out
+
+    def _choose_kernels(self, lengths: list[int], batch_size: int) -> None:
+        """The kernels training would choose, measured (once per machine and shape, then cached) for a
+        forward pass at this job's batch size and median length."""
+        seq = max(1, int(np.median(lengths)))
+        with torch.inference_mode(False):
+            choice, facts = measured_choice(
+                self.encoder, min(batch_size, len(lengths)), seq, False, {}, default_cache()
+            )
+        set_cpu_kernels(self.encoder, **choice)
+        self.kernels = {**choice, "how": facts["how"]}
 
     def _tokenizer(self, max_seq_len: int | None) -> Tokenizer:
         key = max_seq_len or 0

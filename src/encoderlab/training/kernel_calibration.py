@@ -11,15 +11,19 @@ interleaved, so a change in the machine's load hits both sides alike.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
+from encoderlab.files import read_json_object, write_json
 from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
 
 PLAIN = {name: options[-1] for name, options in CPU_KERNELS.items()}  # "torch", "torch", "sdpa"
@@ -128,3 +132,64 @@ def calibrate(
             if medians[1] < medians[0] * (1 - margin):
                 choice = sides[1]
     return choice, timings
+
+
+def default_cache() -> Path:
+    """The cache outside a training run (``encoderlab-embed``, the Python API): as ``paths.cache_dir``."""
+    return Path(os.environ.get("ENCODERLAB_CACHE_DIR") or ".cache/encoderlab") / "kernels.json"
+
+
+def measured_choice(
+    encoder,
+    batch: int,
+    seq: int,
+    train: bool,
+    fixed: dict[str, str],
+    cache: Path | None,
+    min_gflop: float = 1.0,
+    max_gflop: float = 8.0,
+) -> tuple[dict[str, str], dict]:
+    """(kernels, how they were decided) for ``encoder`` on ``batch`` × ``seq`` inputs, training or not: the
+    cached answer for this machine and shape, else a calibration (then cached); ``fixed`` switches stay."""
+    defaults = {**CUSTOM, **fixed}
+    gflop = layer_gflop(encoder.config, batch, seq) * (3 if train else 1)
+    if gflop < min_gflop:
+        return defaults, {
+            "how": f"not measured (a layer's step is {gflop:.2g} GFLOP, under kernels.min_gflop)"
+        }
+    machine = cpu_identity()
+    key = _key(machine, encoder.config, batch, seq, train, fixed)
+    cached = read_json_object(cache).get(key) if cache else None
+    if cached and set(cached.get("choice", {})) == set(CPU_KERNELS):
+        return cached["choice"], {"how": "cached", **_facts(cached)}
+    choice, timings = calibrate(encoder, batch, seq, train, fixed, max_gflop=max_gflop)
+    entry = {
+        "choice": choice,
+        "timings_ms": timings,
+        "machine": machine,
+        "shape": {"batch": batch, "seq": seq, "train": train},
+        "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if cache:
+        # Read-modify-rename: two runs measuring at once lose at most one entry, never the file.
+        write_json(cache, {**read_json_object(cache), key: entry})
+    return choice, {"how": "measured", **_facts(entry)}
+
+
+def _key(machine: dict, config, batch: int, seq: int, train: bool, fixed: dict) -> str:
+    layer = {
+        "hidden": config.hidden,
+        "intermediate": config.intermediate,
+        "heads": config.heads,
+        "ffn": config.ffn,
+        "bias": config.bias,
+        "norm_first": config.norm_first,
+        "dropout": config.dropout > 0,
+        "attention_dropout": config.attention_dropout > 0,
+    }
+    what = {"machine": machine, "layer": layer, "batch": batch, "seq": seq, "train": train, "fixed": fixed}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _facts(entry: dict) -> dict:
+    return {k: entry[k] for k in ("timings_ms", "machine", "shape", "measured") if k in entry}

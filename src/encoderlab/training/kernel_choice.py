@@ -12,18 +12,14 @@ into ``run.json`` (``kernels``) and into the checkpoint, so a resumed run keeps 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytorch_lightning as pl
 
-from encoderlab.files import read_json_object, write_json
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
-from encoderlab.training.kernel_calibration import CUSTOM, calibrate, cpu_identity, layer_gflop
+from encoderlab.training.kernel_calibration import CUSTOM, measured_choice
 from encoderlab.validate import check, one_of, positive
 
 log = logging.getLogger("encoderlab")
@@ -84,29 +80,9 @@ class KernelChoice(pl.Callback):
         encoder = max(encoders, key=lambda e: sum(p.numel() for p in e.parameters()))
         train = any(p.requires_grad for p in encoder.parameters())
         batch, seq = self._shape(trainer, encoder)
-        gflop = layer_gflop(encoder.config, batch, seq) * (3 if train else 1)
-        if gflop < self.min_gflop:
-            how = f"not measured (a layer's step is {gflop:.2g} GFLOP, under kernels.min_gflop)"
-            return defaults, {"how": how}
-        machine = cpu_identity()
-        key = self._key(machine, encoder.config, batch, seq, train, fixed)
-        cached = read_json_object(self.cache).get(key) if self.cache else None
-        if cached and set(cached.get("choice", {})) == set(CPU_KERNELS):
-            return cached["choice"], {"how": "cached", **_facts(cached)}
-        if trainer.is_global_zero:
-            choice, timings = calibrate(encoder, batch, seq, train, fixed, max_gflop=self.max_gflop)
-        else:
-            choice, timings = defaults, {}  # replaced by rank 0's choice in on_fit_start
-        entry = {
-            "choice": choice,
-            "timings_ms": timings,
-            "machine": machine,
-            "shape": {"batch": batch, "seq": seq, "train": train},
-            "measured": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        if self.cache and trainer.is_global_zero:
-            self._store(key, entry)
-        return choice, {"how": "measured", **_facts(entry)}
+        if not trainer.is_global_zero:
+            return defaults, {"how": "rank 0's"}  # replaced by rank 0's choice in on_fit_start
+        return measured_choice(encoder, batch, seq, train, fixed, self.cache, self.min_gflop, self.max_gflop)
 
     @staticmethod
     def _shape(trainer: pl.Trainer, encoder: Encoder) -> tuple[int, int]:
@@ -115,38 +91,6 @@ class KernelChoice(pl.Callback):
         batch = getattr(data, "batch_size", None) or 32
         seq = getattr(data, "max_seq_len", None) or 128
         return int(batch), int(min(seq, encoder.config.max_sequence_length))
-
-    @staticmethod
-    def _key(machine: dict, config, batch: int, seq: int, train: bool, fixed: dict) -> str:
-        layer = {
-            "hidden": config.hidden,
-            "intermediate": config.intermediate,
-            "heads": config.heads,
-            "ffn": config.ffn,
-            "bias": config.bias,
-            "norm_first": config.norm_first,
-            "dropout": config.dropout > 0,
-            "attention_dropout": config.attention_dropout > 0,
-        }
-        what = {
-            "machine": machine,
-            "layer": layer,
-            "batch": batch,
-            "seq": seq,
-            "train": train,
-            "fixed": fixed,
-        }
-        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
-
-    def _store(self, key: str, entry: dict) -> None:
-        # Read-modify-rename: two runs measuring at once lose at most one entry, never the file.
-        entries = read_json_object(self.cache)
-        entries[key] = entry
-        write_json(self.cache, entries)
-
-
-def _facts(entry: dict) -> dict:
-    return {k: entry[k] for k in ("timings_ms", "machine", "shape", "measured") if k in entry}
 
 
 def recorded_overrides(record: dict) -> list[str]:
