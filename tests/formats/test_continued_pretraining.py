@@ -55,6 +55,7 @@ def continued(data_dir, fresh_cache, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow  # ~13 s with its fixture on a 2-core AVX2 machine; keeps the default suite under 10 min
 def test_continued_pretraining_starts_from_minilm(continued, minilm_dir):
     exported = load_file(str(continued / "encoder/model.safetensors"))
     minilm = load_hf_encoder(minilm_dir).state_dict()
@@ -80,6 +81,7 @@ def test_continued_pretraining_reuses_minilm_tokenizer(continued, minilm_dir, fr
     assert not (fresh_cache / "tokenizers").exists(), "a new tokenizer was trained"
 
 
+@pytest.mark.slow
 def test_finetune_loads_the_continued_export(continued, data_dir, fresh_cache, tmp_path):
     run_dir = tmp_path / "ft"
     init = ["init=pretrained", f"init.path={continued / 'encoder'}"]
