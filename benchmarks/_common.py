@@ -26,13 +26,7 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
 def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_identity()["cpu"]
 
 
 def environment() -> dict:

@@ -30,12 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import cpu_name, measure, print_table, summarize, write_json
+from _common import measure, print_table, summarize, write_json
 
 from encoderlab.embedding import Embedder
 from encoderlab.embedding.source import MINILM_PACKAGE
 from encoderlab.formats.hf import package_model_dir
-from encoderlab.models.kernels import set_onednn_cpu_linear
+from encoderlab.models.kernels import cpu_kernels, set_cpu_kernels
+from encoderlab.training.kernel_calibration import cpu_identity
 
 WORDS = [
     "the",
@@ -76,16 +77,6 @@ def sentences(data_dir: str, n: int) -> tuple[list[str], str]:
     return [" ".join(rng.choices(WORDS, k=rng.randint(3, 50))) for _ in range(n)], "synthetic"
 
 
-def cpu_flags() -> dict[str, bool]:
-    """Whether the CPU has the vector instructions the matmul kernels use."""
-    try:
-        line = next(x for x in Path("/proc/cpuinfo").read_text().splitlines() if x.startswith("flags"))
-        flags = set(line.split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        flags = set()
-    return {name: name in flags for name in ("avx2", "avx512f", "avx512_bf16", "amx_tile")}
-
-
 def padding_per_token(lengths: list[int], order: np.ndarray, batch_size: int) -> float:
     """Token positions computed per real token when batches of ``batch_size`` follow ``order``."""
     computed = 0
@@ -116,9 +107,8 @@ def main() -> None:
     model_dir = package_model_dir(MINILM_PACKAGE)
     st = SentenceTransformer(str(model_dir), device="cpu")
     ours = Embedder("minilm")
-    flags = cpu_flags()
-    shown = ", ".join(f"{name}={'yes' if present else 'no'}" for name, present in flags.items())
-    print(f"CPU: {cpu_name()} ({shown})")
+    machine = cpu_identity()
+    print(f"CPU: {machine['cpu']} (ISA: {' '.join(machine['isa'])})")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {len(texts)} sentences: {origin}")
 
     expected = st.encode(texts, batch_size=args.batch_size)
@@ -139,12 +129,15 @@ def main() -> None:
         f"encoderlab {padding['encoderlab']:.3f} (mean length {np.mean(lengths):.1f} tokens)"
     )
 
+    print(f"encoderlab kernels (chosen at its first call): {ours.kernels}")
+    chosen = cpu_kernels(ours.encoder)["linear"]
+
     def with_f_linear():
-        set_onednn_cpu_linear(ours.encoder, False)
+        set_cpu_kernels(ours.encoder, linear="torch")
         try:
             ours.encode(texts, batch_size=args.batch_size)
         finally:
-            set_onednn_cpu_linear(ours.encoder, True)
+            set_cpu_kernels(ours.encoder, linear=chosen)  # the default side keeps what the Embedder chose
 
     sides = {
         "sentence-transformers encode": lambda: st.encode(texts, batch_size=args.batch_size),
@@ -165,7 +158,7 @@ def main() -> None:
         "embed_cpu" + ("_quick" if args.quick else ""),
         {
             "settings": {**vars(args), "sentences": len(texts), "origin": origin},
-            "cpu_flags": flags,
+            "kernels": ours.kernels,
             "max_abs_difference": difference,
             "tokens_computed_per_real_token": padding,
             "rows": rows,
