@@ -31,6 +31,7 @@ from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.models.kernels import set_cpu_kernels
 from encoderlab.tasks.masked_lm import masked_lm_loss
+from encoderlab.training.allocator import apply_allocator
 from encoderlab.training.kernel_calibration import CUSTOM, PLAIN, calibrate
 
 
@@ -71,6 +72,12 @@ def main() -> None:
     ap.add_argument("--fused-adamw", action="store_true", help="AdamW(fused=True) on both sides")
     ap.add_argument("--no-ablation", action="store_true", help="skip the encoderlab plain-path row")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--allocator",
+        choices=("retain", "system"),
+        default="retain",
+        help="kernels.allocator for the whole process, so both sides (default: retain, what a run does)",
+    )
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,7 +111,9 @@ def main() -> None:
     ours_opt = optimizer(ours_model)
     hf_opt = optimizer(hf)
 
-    # What a run does at its start (kernels=auto): measure the kernels on this machine, at these shapes.
+    # What a run does at its start (kernels=auto): keep freed memory (process-wide, so transformers gets it
+    # too), then measure the kernels on this machine, at these shapes.
+    print(f"allocator: {apply_allocator(args.allocator)} (both sides)")
     choice, timings = calibrate(encoder, args.batch_size, args.seq_len, True, {})
     print(f"kernels chosen by calibration: {choice}; ms per layer pass: {timings}")
 
@@ -154,7 +163,7 @@ def main() -> None:
         {
             "args": vars(args),
             "loss_check": {"encoderlab": ours_loss, "transformers": hf_loss},
-            "kernels": {"choice": choice, "timings_ms": timings},
+            "kernels": {"choice": choice, "timings_ms": timings, "allocator": args.allocator},
             "rows": rows,
             "ratio": ratio,
             "goal": 4.0,

@@ -29,6 +29,7 @@ from encoderlab.models.encoder import build
 from encoderlab.models.heads import MaskedLMHead
 from encoderlab.models.kernels import linear, set_cpu_kernels
 from encoderlab.tasks.masked_lm import masked_lm_loss
+from encoderlab.training.allocator import apply_allocator
 from encoderlab.training.kernel_calibration import CUSTOM, PLAIN, calibrate, cpu_identity
 
 
@@ -97,8 +98,10 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--vocab-size", type=int, default=30522)
+    ap.add_argument("--allocator", choices=("retain", "system"), default="retain", help="kernels.allocator")
     args = ap.parse_args()
     torch.manual_seed(0)
+    print(f"allocator: {apply_allocator(args.allocator)}")
     threads = torch.get_num_threads()
     peak, how = peak_gflops(threads)
     identity = cpu_identity()
@@ -161,6 +164,7 @@ def main() -> None:
             "peak_gflops": peak,
             "peak_how": how,
             "step_gflop": flops / 1e9,
+            "allocator": args.allocator,
             "calibration": {"choice": choice, "timings_ms": timings},
             "steps": steps,
             "matmuls": matmuls,

@@ -124,6 +124,19 @@ def trainer(precision="32-true"):
     )
 
 
+@pytest.fixture(autouse=True)
+def allocator_options(monkeypatch):
+    """The malloc policy each fit start asks for; the real one is process-wide (tests/training/test_allocator)."""
+    asked = []
+
+    def record(option):
+        asked.append(option)
+        return option
+
+    monkeypatch.setattr("encoderlab.training.kernel_choice.apply_allocator", record)
+    return asked
+
+
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
@@ -154,7 +167,7 @@ def test_the_choice_is_measured_once_then_cached_and_applied(tmp_path, counted):
     assert len(counted) == 2
 
 
-def test_resume_keeps_the_choice_and_forced_or_small_runs_are_not_measured(counted):
+def test_resume_keeps_the_choice_and_forced_or_small_runs_are_not_measured(counted, allocator_options):
     first = KernelChoice(min_gflop=1e-6)
     first.on_fit_start(trainer(), Module(encoder()))
     resumed = KernelChoice(min_gflop=1e-6)
@@ -165,7 +178,13 @@ def test_resume_keeps_the_choice_and_forced_or_small_runs_are_not_measured(count
     assert cpu_kernels(module) == first.choice
     forced = KernelChoice(linear="torch", dropout="torch", attention="math")
     forced.on_fit_start(trainer(), Module(encoder()))
-    assert forced.describe() == {"linear": "torch", "dropout": "torch", "attention": "math", "how": "forced"}
+    assert forced.describe() == {
+        "linear": "torch",
+        "dropout": "torch",
+        "attention": "math",
+        "allocator": "system",  # auto, and a test-size layer: not worth keeping memory for
+        "how": "forced",
+    }
     small = KernelChoice(min_gflop=1e9)
     small.on_fit_start(trainer(), Module(encoder()))
     assert small.choice == CUSTOM and "kernels.min_gflop" in small.describe()["how"]
@@ -173,10 +192,16 @@ def test_resume_keeps_the_choice_and_forced_or_small_runs_are_not_measured(count
     mixed.on_fit_start(trainer("bf16-mixed"), Module(encoder()))
     assert mixed.choice == {**CUSTOM, "dropout": "torch"} and "bf16-mixed" in mixed.describe()["how"]
     assert len(counted) == 1
+    # auto keeps freed memory where the layers were big enough to measure; a forced option is obeyed.
+    assert allocator_options == ["retain", "retain", "system", "system", "retain"]
+    forced_system = KernelChoice(allocator="system", min_gflop=1e-6)
+    forced_system.on_fit_start(trainer(), Module(encoder()))
+    assert allocator_options[-1] == "system" and forced_system.describe()["allocator"] == "system"
     assert recorded_overrides({"kernels": forced.describe()}) == [
         "kernels.linear=torch",
         "kernels.dropout=torch",
         "kernels.attention=math",
+        "kernels.allocator=system",
     ]
     assert recorded_overrides({}) == []
 
@@ -184,3 +209,5 @@ def test_resume_keeps_the_choice_and_forced_or_small_runs_are_not_measured(count
 def test_an_unknown_kernel_is_refused_with_its_options():
     with pytest.raises(SettingError, match=r"kernels.attention=.flash.*math, sdpa"):
         KernelChoice(attention="flash")
+    with pytest.raises(SettingError, match=r"kernels.allocator=.jemalloc.*retain, system"):
+        KernelChoice(allocator="jemalloc")

@@ -8,6 +8,11 @@ count and shape (``kernels.cache``), so later runs start at once. An encoder who
 the choice to matter (``kernels.min_gflop``) keeps the custom kernels without measuring. The choice goes
 into ``run.json`` (``kernels``) and into the checkpoint, so a resumed run keeps it, and
 ``encoderlab-reproduce`` forces it. The heads follow the encoder's choice.
+
+``kernels.allocator=retain|system`` (:mod:`encoderlab.training.allocator`) is the process's ``malloc``
+policy; ``auto`` keeps freed memory for the next step when training on CPU an encoder big enough to be
+measured: a rule, not a measurement, because the page faults it removes cost the same on every instruction
+set (measured on both CPU kinds, docs/performance.md) and the setting cannot be undone within a process.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ import pytorch_lightning as pl
 
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
-from encoderlab.training.kernel_calibration import CUSTOM, measured_choice
+from encoderlab.training.allocator import ALLOCATOR_OPTIONS, apply_allocator
+from encoderlab.training.kernel_calibration import CUSTOM, layer_gflop, measured_choice
 from encoderlab.validate import check, one_of, positive
 
 log = logging.getLogger("encoderlab")
@@ -35,10 +41,14 @@ class KernelChoice(pl.Callback):
         cache: str | None = None,
         min_gflop: float = 1.0,
         max_gflop: float = 8.0,
+        allocator: str = "auto",
     ) -> None:
         self.requested = {"linear": linear, "dropout": dropout, "attention": attention}
         for name, value in self.requested.items():
             check(f"kernels.{name}", value, one_of("auto", *CPU_KERNELS[name]))
+        check("kernels.allocator", allocator, one_of("auto", *ALLOCATOR_OPTIONS))
+        self.requested_allocator = allocator
+        self.allocator: str | None = None
         check("kernels.min_gflop", min_gflop, positive)
         check("kernels.max_gflop", max_gflop, positive)
         self.cache = Path(cache) if cache else None
@@ -55,15 +65,34 @@ class KernelChoice(pl.Callback):
         self.restored = state_dict.get("choice")
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # The allocator first: the calibration then measures the kernels under the memory policy they train in.
+        self.allocator = apply_allocator(self._allocator_option(trainer, pl_module))
         choice, facts = self.choose(trainer, pl_module)
         choice = trainer.strategy.broadcast(choice, src=0)  # every process trains with rank 0's kernels
         set_cpu_kernels(pl_module, **choice)
         self.choice, self.facts = choice, facts
-        log.info("CPU kernels: %s (%s)", " ".join(f"{k}={v}" for k, v in choice.items()), facts["how"])
+        log.info(
+            "CPU kernels: %s allocator=%s (%s)",
+            " ".join(f"{k}={v}" for k, v in choice.items()),
+            self.allocator,
+            facts["how"],
+        )
 
     def describe(self) -> dict:
         """What the run records in ``run.json``: the switches, how they were decided, the timings."""
-        return {**(self.choice or {}), **self.facts}
+        allocator = {"allocator": self.allocator} if self.allocator else {}
+        return {**(self.choice or {}), **allocator, **self.facts}
+
+    def _allocator_option(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
+        if self.requested_allocator != "auto":
+            return self.requested_allocator
+        encoders = [m for m in pl_module.modules() if isinstance(m, Encoder)]
+        if not encoders or pl_module.device.type != "cpu":
+            return "system"
+        encoder = max(encoders, key=lambda e: sum(p.numel() for p in e.parameters()))
+        batch, seq = self._shape(trainer, encoder)
+        big_enough = layer_gflop(encoder.config, batch, seq) * 3 >= self.min_gflop
+        return "retain" if big_enough else "system"
 
     def choose(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, str], dict]:
         fixed = {name: value for name, value in self.requested.items() if value != "auto"}
@@ -96,6 +125,9 @@ class KernelChoice(pl.Callback):
 def recorded_overrides(record: dict) -> list[str]:
     """The overrides that make a re-run use the kernels a run recorded (``run.json``'s ``kernels``)."""
     kernels = record.get("kernels") or {}
-    return [
+    forced = [
         f"kernels.{name}={kernels[name]}" for name in CPU_KERNELS if kernels.get(name) in CPU_KERNELS[name]
     ]
+    if kernels.get("allocator") in ALLOCATOR_OPTIONS:
+        forced.append(f"kernels.allocator={kernels['allocator']}")
+    return forced
