@@ -27,6 +27,7 @@ from encoderlab.errors import UserError
 from encoderlab.formats.export import export_encoder
 from encoderlab.formats.sentence_transformers import export_sentence_transformers
 from encoderlab.models.heads import PoolingHead
+from encoderlab.models.length_groups import encode_in_length_groups
 from encoderlab.models.similarity import info_nce, ranked_first
 from encoderlab.run.layout import RunDir
 from encoderlab.tasks.base import EncoderTask
@@ -95,9 +96,13 @@ class ContrastiveTask(EncoderTask):
     # ------------------------------------------------------------------------- embedding
     def embed(self, batch: dict[str, torch.Tensor], prefix: str = "") -> torch.Tensor:
         """[B, H] embeddings of the batch's texts (``prefix=POSITIVE``: of their positives)."""
-        mask = batch.get(prefix + "attention_mask")
-        hidden = self.encoder(batch[prefix + "input_ids"], mask, batch.get(prefix + "token_type_ids"))
-        return self.head(hidden, mask)
+        return encode_in_length_groups(  # texts drawn at random: grouped by length, not padded to the longest
+            self.encoder,
+            self.head,
+            batch[prefix + "input_ids"],
+            batch.get(prefix + "attention_mask"),
+            batch.get(prefix + "token_type_ids"),
+        )
 
     def pair_embeddings(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(anchors, positives), [B, H] each. Without positives in the batch (single texts) the same texts

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from encoderlab.data.base import Targets
+from encoderlab.models.length_groups import encode_in_length_groups
 from encoderlab.tasks.fitted_head import FittedHeadTask
 
 
@@ -38,7 +39,12 @@ class SetFitTask(FittedHeadTask):
 
     def pair_loss(self, batch) -> torch.Tensor:
         """Mean squared error between the cosine similarity of each pair's vectors and its target."""
-        mask = batch["attention_mask"]
-        hidden = self.encoder(batch["input_ids"], mask, batch.get("token_type_ids"))
-        first, second = self.head.vectors(hidden, mask).chunk(2)  # the collator puts first texts first
+        vectors = encode_in_length_groups(  # random pairs: group the texts by length, not pad to the longest
+            self.encoder,
+            self.head.vectors,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch.get("token_type_ids"),
+        )
+        first, second = vectors.chunk(2)  # the collator puts first texts first
         return F.mse_loss(F.cosine_similarity(first, second, dim=-1), batch["similarity"].float())
