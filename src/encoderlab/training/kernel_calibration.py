@@ -68,6 +68,11 @@ def layer_gflop(config, batch: int, seq: int) -> float:
     return (matmuls + attention) / 1e9
 
 
+def step_gflop(config, batch: int, seq: int, train: bool) -> float:
+    """GFLOP of one layer's step: the forward, and in training the backward's two matmuls per matmul."""
+    return layer_gflop(config, batch, seq) * (3 if train else 1)
+
+
 def applicable(config, train: bool) -> list[str]:
     """The switches that change anything for this encoder: dropout ones only in training with dropout on."""
     names = ["linear"]
@@ -108,7 +113,7 @@ def calibrate(
     batch is cut to fit ``max_gflop`` per pass (forward and backward), so a large model calibrates in seconds.
     """
     config = encoder.config
-    per_sequence = layer_gflop(config, 1, seq) * (3 if train else 1)
+    per_sequence = step_gflop(config, 1, seq, train)
     rows = max(1, min(batch, int(max_gflop / per_sequence)))
     layer = copy.deepcopy(encoder.layers[len(encoder.layers) // 2]).train(train)
     for p in layer.parameters():
@@ -152,7 +157,7 @@ def measured_choice(
     """(kernels, how they were decided) for ``encoder`` on ``batch`` × ``seq`` inputs, training or not: the
     cached answer for this machine and shape, else a calibration (then cached); ``fixed`` switches stay."""
     defaults = {**CUSTOM, **fixed}
-    gflop = layer_gflop(encoder.config, batch, seq) * (3 if train else 1)
+    gflop = step_gflop(encoder.config, batch, seq, train)
     if gflop < min_gflop:
         return defaults, {
             "how": f"not measured (a layer's step is {gflop:.2g} GFLOP, under kernels.min_gflop)"

@@ -25,7 +25,7 @@ import pytorch_lightning as pl
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
 from encoderlab.training.allocator import ALLOCATOR_OPTIONS, apply_allocator
-from encoderlab.training.kernel_calibration import CUSTOM, layer_gflop, measured_choice
+from encoderlab.training.kernel_calibration import CUSTOM, measured_choice, step_gflop
 from encoderlab.validate import check, one_of, positive
 
 log = logging.getLogger("encoderlab")
@@ -91,7 +91,8 @@ class KernelChoice(pl.Callback):
             return "system"
         encoder = max(encoders, key=lambda e: sum(p.numel() for p in e.parameters()))
         batch, seq = self._shape(trainer, encoder)
-        big_enough = layer_gflop(encoder.config, batch, seq) * 3 >= self.min_gflop
+        train = any(p.requires_grad for p in encoder.parameters())
+        big_enough = step_gflop(encoder.config, batch, seq, train) >= self.min_gflop  # the calibration's rule
         return "retain" if big_enough else "system"
 
     def choose(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[dict[str, str], dict]:
