@@ -244,18 +244,39 @@ def test_wrapped_projection_bypasses_fused_qkv():
     assert encoder(ids).shape == (B, S, 64)
 
 
-def test_cpu_dropout_matches_f_dropout_statistics_and_gradient():
+@pytest.mark.parametrize("mask", ["bits", "rand"])
+def test_cpu_dropout_matches_f_dropout_statistics_and_gradient(mask):
     from encoderlab.models.kernels import dropout
 
     x = torch.ones(200, 500, requires_grad=True)
     torch.manual_seed(0)
-    y = dropout(x, 0.1, training=True)
+    y = dropout(x, 0.1, training=True, mask=mask)
     kept = y != 0
     assert abs(kept.float().mean().item() - 0.9) < 0.005
-    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.9))
+    # bits rounds p to 1/65,536 and scales by the rounded keep rate: the expectation stays exactly x.
+    scale = 65536 / (65536 - round(0.1 * 65536)) if mask == "bits" else 1 / 0.9
+    assert abs(scale * 0.9 - 1) < 1e-5
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], scale))
     y.sum().backward()
-    torch.testing.assert_close(x.grad, kept.float() / 0.9)
+    torch.testing.assert_close(x.grad, kept.float() * scale)
     assert dropout(x, 0.1, training=False) is x
+
+
+def test_bits_masks_keep_every_position_alike_and_follow_the_seed():
+    from encoderlab.models.kernels import keep_mask
+
+    torch.manual_seed(1)
+    keep, _ = keep_mask(torch.Size([4001, 64]), 0.25, "bits")  # an element count not a multiple of 4
+    assert keep.shape == (4001, 64) and keep.dtype == torch.bool
+    # Four 16-bit draws share each 64-bit word: every one of the four slots must keep 75 %, uncorrelated.
+    slots = keep.flatten()[: 4000 * 64].view(-1, 4).float()
+    for k in range(4):
+        assert abs(slots[:, k].mean().item() - 0.75) < 0.01, k
+    both = (slots[:, 0] * slots[:, 1]).mean().item()
+    assert abs(both - 0.75**2) < 0.01
+    torch.manual_seed(1)
+    again, _ = keep_mask(torch.Size([4001, 64]), 0.25, "bits")
+    assert torch.equal(keep, again)
 
 
 @pytest.mark.parametrize("padded", [False, True])

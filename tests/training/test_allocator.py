@@ -7,18 +7,22 @@ import sys
 
 import pytest
 
-# A training step in miniature: 16 tensors of 4 MiB written, then all freed, again and again.
+# Training steps of a small encoder (activations of 1-4 MiB), counted after two warm-up steps.
 CHURN = """
 import resource, sys, torch
 from encoderlab.training.allocator import apply_allocator
+from encoderlab.models.encoder import build
 print(apply_allocator(sys.argv[1]))
-def steps():
-    for _ in range(10):
-        live = [torch.ones(1 << 20) for _ in range(16)]
-        del live
-steps()
+torch.manual_seed(0)
+encoder = build(1000, layers=2, hidden=256, heads=4)
+ids = torch.randint(5, 1000, (16, 128))
+def steps(n):
+    for _ in range(n):
+        encoder(ids).square().mean().backward()
+        encoder.zero_grad(set_to_none=True)
+steps(2)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-steps()
+steps(5)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
@@ -35,6 +39,7 @@ def test_retain_removes_the_page_faults_of_freed_and_reallocated_tensors():
     if policy != "retain":
         pytest.skip(f"no glibc malloc to tune here: {policy}")
     _, system = faults("system")
-    # glibc's defaults hand the 64 MiB back after every "step": ~16,000 faults each; retained: a few hundred.
-    assert system > 10 * 16 * 256, system
-    assert retained < system / 20, (retained, system)
+    # glibc's defaults hand activation memory back and fault it in again: 19,000-34,000 faults over five
+    # steps on the development machine; retained, 4,600-6,100 (what is left is first use of grown memory).
+    assert system > 10_000, system
+    assert retained < system / 2, (retained, system)

@@ -67,12 +67,12 @@ def fake_timer(ms_by_setting):
 
 
 def test_calibration_keeps_a_custom_kernel_only_when_measurably_faster():
-    # oneDNN 10 % faster: kept; the rand mask 1 % faster: inside the margin, plain kept; math attention slower.
+    # oneDNN 10 % faster: kept; the bits mask 1 % faster: inside the margin, plain kept; math attention slower.
     def ms(s):
         return (
             100
             * (0.9 if s["linear"] == "onednn" else 1)
-            * (0.99 if s["dropout"] == "rand" else 1)
+            * (0.99 if s["dropout"] == "bits" else 1)
             * (1.2 if s["attention"] == "math" else 1)
         )
 
@@ -85,13 +85,13 @@ def test_calibration_keeps_a_custom_kernel_only_when_measurably_faster():
 
 
 def test_calibration_respects_forced_switches_and_skips_what_cannot_matter():
-    timer, seen = fake_timer(lambda s: 50.0 if s["dropout"] == "rand" else 100.0)
+    timer, seen = fake_timer(lambda s: 50.0 if s["dropout"] == "bits" else 100.0)
     choice, timings = calibrate(encoder(dropout=0.0), 8, 16, True, {"linear": "torch"}, timer=timer)
     assert choice["linear"] == "torch" and set(timings) == set()  # no dropout: nothing left to measure
     assert not seen
-    timer, seen = fake_timer(lambda s: 50.0 if s["dropout"] == "rand" else 100.0)
+    timer, seen = fake_timer(lambda s: 50.0 if s["dropout"] == "bits" else 100.0)
     choice, _ = calibrate(encoder(), 8, 16, True, {"linear": "torch"}, timer=timer)
-    assert choice == {"linear": "torch", "dropout": "rand", "attention": "sdpa"}
+    assert choice == {"linear": "torch", "dropout": "bits", "attention": "sdpa"}
     assert all(s["linear"] == "torch" for s in seen)
 
 

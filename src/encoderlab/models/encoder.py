@@ -204,6 +204,7 @@ class SelfAttention(nn.Module):
         self.output = Linear(config.hidden, config.hidden, bias=config.bias)
         self.attention_dropout = config.attention_dropout
         self.spelled_out_attention = True  # CPU with attention dropout: kernels.attention=math|sdpa
+        self.dropout_mask = "bits"  # the spelled-out attention's dropout mask: kernels.dropout
 
     def forward(
         self,
@@ -229,7 +230,7 @@ class SelfAttention(nn.Module):
         if rotary is not None:  # on every query: positions are selected (keep) only after attention
             q, k = rotate(q, rotary), rotate(k, rotary)
         dropout = self.attention_dropout if self.training else 0.0
-        y = attention(q, k, v, attn_mask, dropout, causal, self.spelled_out_attention)  # B,N,S,D
+        y = attention(q, k, v, attn_mask, dropout, causal, self.spelled_out_attention, self.dropout_mask)
         y = y.transpose(1, 2).reshape(b, s, h)  # B,S,H
         if keep is not None:
             y = select_positions(y, keep)  # M,H

@@ -5,7 +5,8 @@ gives the measured gains.
 
 - ``linear`` / ``Linear``: CPU fp32 matmuls, forward and backward, on oneDNN instead of the BLAS behind
   ``F.linear``; ``F.linear`` elsewhere. ``Linear`` is ``nn.Linear`` with the same parameters and keys.
-- ``dropout`` / ``Dropout``: CPU dropout masks from ``torch.rand``; ``F.dropout`` elsewhere.
+- ``dropout`` / ``Dropout``: CPU dropout masks from 16-bit random integers (``bits``) or ``torch.rand``
+  (``rand``); ``F.dropout`` elsewhere.
 - ``attention``: ``F.scaled_dot_product_attention``, spelled out on CPU when attention dropout is on.
 - ``vocab_cross_entropy``: ``F.cross_entropy`` over vocabulary logits with a one-pass backward (any device).
 
@@ -15,6 +16,8 @@ the plain PyTorch op last.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +80,12 @@ def linear(
 
 
 # Per switch: the options, the custom kernel first and the plain PyTorch op ("torch") last.
-CPU_KERNELS = {"linear": ("onednn", "torch"), "dropout": ("rand", "torch"), "attention": ("math", "sdpa")}
+# "rand" (the custom mask before "bits") stays selectable, so runs that recorded it re-run and resume alike.
+CPU_KERNELS = {
+    "linear": ("onednn", "torch"),
+    "dropout": ("bits", "rand", "torch"),
+    "attention": ("math", "sdpa"),
+}
 
 
 class Linear(nn.Linear):
@@ -104,8 +112,8 @@ def set_cpu_kernels(
     for m in module.modules():
         if linear is not None and isinstance(m, Linear):
             m.onednn = linear == "onednn"
-        if dropout is not None and isinstance(m, Dropout):
-            m.rand_mask = dropout == "rand"
+        if dropout is not None and hasattr(m, "dropout_mask"):  # Dropout, and SelfAttention's spelled-out one
+            m.dropout_mask = dropout
         if attention is not None and hasattr(m, "spelled_out_attention"):
             m.spelled_out_attention = attention == "math"
 
@@ -117,7 +125,7 @@ def cpu_kernels(module: nn.Module) -> dict[str, str]:
         if isinstance(m, Linear):
             found.setdefault("linear", "onednn" if m.onednn else "torch")
         if isinstance(m, Dropout):
-            found.setdefault("dropout", "rand" if m.rand_mask else "torch")
+            found.setdefault("dropout", m.dropout_mask)
         if hasattr(m, "spelled_out_attention"):
             found.setdefault("attention", "math" if m.spelled_out_attention else "sdpa")
     return found
@@ -139,24 +147,41 @@ class _MaskDropout(torch.autograd.Function):
         return grad * keep * ctx.scale, None, None
 
 
-def dropout(x: torch.Tensor, p: float, training: bool, rand_mask: bool = True) -> torch.Tensor:
-    """``F.dropout``; on CPU with ``rand_mask`` the mask comes from ``torch.rand`` (same distribution), about
-    twice as fast as the ``bernoulli_`` behind ``F.dropout`` on some CPUs, where dropout masks cost ~10 % of
-    a small model's step."""
+def keep_mask(shape: torch.Size, p: float, kind: str) -> tuple[torch.Tensor, float]:
+    """(boolean keep mask, the scale 1 / (1 − p) that keeps the expectation) for CPU dropout.
+
+    ``bits``: four 16-bit draws from each 64-bit random integer, kept where ≥ p · 65,536 (p rounded to
+    1/65,536, e.g. 0.1 → 0.100006; the scale uses the rounded p, so the expectation is exact); about twice as
+    fast as ``rand`` and three to four times ``bernoulli_`` on 2-core EPYCs. ``rand``: ``torch.rand ≥ p``.
+    """
+    if kind == "rand":
+        return torch.rand(shape) >= p, 1.0 / (1.0 - p)
+    cut = round(p * 65536)
+    n = math.prod(shape)
+    words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+    keep = words.view(torch.int16)[:n] >= cut - 32768
+    return keep.view(shape), 65536 / (65536 - cut)
+
+
+def dropout(x: torch.Tensor, p: float, training: bool, mask: str = "bits") -> torch.Tensor:
+    """``F.dropout``; on CPU with ``mask`` ``bits`` or ``rand`` the mask comes from :func:`keep_mask` (the
+    same distribution, p rounded to 1/65,536 for ``bits``) instead of the ``bernoulli_`` behind
+    ``F.dropout``, where dropout masks cost ~10 % of a small model's step."""
     if not training or p == 0.0:
         return x
-    if not rand_mask or x.device.type != "cpu" or p >= 1.0:
+    if mask == "torch" or x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, True)
-    return _MaskDropout.apply(x, torch.rand(x.shape, dtype=x.dtype) >= p, 1.0 / (1.0 - p))
+    keep, scale = keep_mask(x.shape, p, mask)
+    return _MaskDropout.apply(x, keep, scale)
 
 
 class Dropout(nn.Dropout):
     """``nn.Dropout`` (no parameters, same behaviour) through :func:`dropout`."""
 
-    rand_mask = True  # per instance, set by set_cpu_kernels(module, dropout=...)
+    dropout_mask = "bits"  # per instance, set by set_cpu_kernels(module, dropout=...)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return dropout(x, self.p, self.training, self.rand_mask)
+        return dropout(x, self.p, self.training, self.dropout_mask)
 
 
 def attention(
@@ -167,13 +192,14 @@ def attention(
     dropout_p: float,
     is_causal: bool = False,
     spelled_out: bool = True,
+    mask: str = "bits",
 ) -> torch.Tensor:
     """Scaled dot-product attention, [B, N, S, D] → [B, N, S, D]; ``attn_mask`` boolean (True = attend),
     ``is_causal`` (only without ``attn_mask``) as in SDPA.
 
     ``F.scaled_dot_product_attention``, except with attention dropout on CPU and ``spelled_out``: there SDPA
     falls back to its unfused math path anyway, so the same computation is spelled out here to use the
-    faster dropout mask.
+    faster dropout mask (``mask``: as :func:`dropout`).
     """
     if not spelled_out or dropout_p == 0.0 or q.device.type != "cpu":
         return F.scaled_dot_product_attention(
@@ -184,7 +210,7 @@ def attention(
         attn_mask = torch.ones(scores.shape[-2:], dtype=torch.bool, device=q.device).tril()
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
-    return dropout(scores.softmax(-1), dropout_p, True) @ v
+    return dropout(scores.softmax(-1), dropout_p, True, mask) @ v
 
 
 class _VocabCrossEntropy(torch.autograd.Function):
