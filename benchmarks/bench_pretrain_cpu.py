@@ -139,7 +139,7 @@ def main() -> None:
     names = {
         "hf": "transformers BertForMaskedLM (sdpa), logits at every position",
         "ours": "encoderlab default (kernels=auto: calibrated; sparse MLM + sparse last layer)",
-        "custom": "encoderlab kernels=custom (oneDNN, rand masks, math attention; sparse)",
+        "custom": "encoderlab kernels=custom (oneDNN, bits masks, math attention; sparse)",
         "plain": "encoderlab plain path (F.linear, F.dropout, SDPA, full last layer, MLM select)",
     }
     ours_step = mlm_step(choice, masked_lm_loss)

@@ -39,6 +39,7 @@ def test_resume_with_nothing_to_resume(data_dir, cache_dir, tmp_path):
     assert "nothing to resume" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow  # ~16 s on 2 cores: two runs; the one-line refusals are in the bad-input catalogue too
 def test_resume_refuses_to_swap_a_component(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir)
     run_dir = tmp_path / "run"

@@ -43,6 +43,7 @@ ARGS = [
 ]
 
 
+@pytest.mark.slow  # ~22 s on 2 cores; the map-style kill/resume promise stays in the default suite
 def test_a_streamed_run_killed_mid_epoch_resumes_to_the_same_weights(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir, OMP_NUM_THREADS="1")
     unbroken, killed, marker = tmp_path / "unbroken", tmp_path / "killed", tmp_path / "killed.step"
