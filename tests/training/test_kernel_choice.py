@@ -84,6 +84,26 @@ def test_calibration_keeps_a_custom_kernel_only_when_measurably_faster():
     assert all(s["linear"] == "onednn" for s in seen[len(seen) // 3 :])  # later switches build on it
 
 
+def test_the_linear_switch_counts_every_layer_and_the_vocabulary_projection():
+    # One layer: oneDNN 1 % slower (plain kept without a decoder); the projection: oneDNN 40 % faster.
+    def layer_ms(s):
+        return 101.0 if s["linear"] == "onednn" else 100.0
+
+    def decoder_ms(x, weight, s, train):
+        assert x.shape[1] == weight.shape[1] == 64 and weight.shape[0] == 300
+        return 60.0 if s["linear"] == "onednn" else 100.0
+
+    timer, _ = fake_timer(layer_ms)
+    alone, _ = calibrate(encoder(dropout=0.0), 8, 16, True, {}, timer=timer)
+    assert alone["linear"] == "torch"
+    timer, _ = fake_timer(layer_ms)
+    choice, timings = calibrate(
+        encoder(dropout=0.0), 8, 16, True, {}, timer=timer, decoder=(19, 64, 300), decoder_timer=decoder_ms
+    )
+    assert choice["linear"] == "onednn"
+    assert timings["linear"] == {"torch": 2 * 100.0 + 100.0, "onednn": 2 * 101.0 + 60.0}  # 2 layers + head
+
+
 def test_calibration_respects_forced_switches_and_skips_what_cannot_matter():
     timer, seen = fake_timer(lambda s: 50.0 if s["dropout"] == "bits" else 100.0)
     choice, timings = calibrate(encoder(dropout=0.0), 8, 16, True, {"linear": "torch"}, timer=timer)
@@ -137,12 +157,17 @@ def allocator_options(monkeypatch):
     return asked
 
 
+decoders: list = []  # the vocabulary projection each fake calibration was given
+
+
 @pytest.fixture
 def counted(monkeypatch):
     calls = []
+    decoders.clear()
 
-    def fake(encoder, batch, seq, train, fixed, max_gflop):
+    def fake(encoder, batch, seq, train, fixed, max_gflop, decoder=None):
         calls.append((batch, seq, train, dict(fixed)))
+        decoders.append(decoder)
         return {**PLAIN, "linear": "onednn", **fixed}, {"linear": {"torch": 2.0, "onednn": 1.0}}
 
     monkeypatch.setattr(kernel_calibration, "calibrate", fake)
@@ -155,6 +180,7 @@ def test_the_choice_is_measured_once_then_cached_and_applied(tmp_path, counted):
     module = Module(encoder())
     first.on_fit_start(trainer(), module)
     assert counted == [(8, 32, True, {})]
+    assert decoders == [(38, 64, 300)]  # the MLM head's projection: 15 % of 8 × 32 rows, width 64, V 300
     assert first.describe()["how"] == "measured" and first.describe()["linear"] == "onednn"
     assert cpu_kernels(module) == {**PLAIN, "linear": "onednn"}
     assert json.loads(cache.read_text())  # one entry, keyed by machine and shape

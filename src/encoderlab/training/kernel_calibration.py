@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from encoderlab.files import read_json_object, write_json
-from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
+from encoderlab.models.kernels import CPU_KERNELS, linear, set_cpu_kernels
 
 PLAIN = {name: options[-1] for name, options in CPU_KERNELS.items()}  # "torch", "torch", "sdpa"
 CUSTOM = {name: options[0] for name, options in CPU_KERNELS.items()}  # "onednn", "rand", "math"
@@ -87,12 +87,24 @@ def _pass_ms(layer, x: torch.Tensor, settings: dict, train: bool) -> float:
     set_cpu_kernels(layer, **settings)
     started = time.perf_counter()
     if train:
-        layer(x, None).sum().backward()
+        # A dense upstream gradient, as a real step's: sum()'s is a stride-0 view that some kernels
+        # (oneDNN's matmuls) run orders of magnitude slower on, which would decide the choice wrongly.
+        out = layer(x, None)
+        out.backward(torch.ones_like(out))
         layer.zero_grad(set_to_none=True)
         x.grad = None
     else:
         with torch.no_grad():
             layer(x, None)
+    return (time.perf_counter() - started) * 1000
+
+
+def _decoder_pass_ms(x: torch.Tensor, weight: torch.Tensor, settings: dict, train: bool) -> float:
+    started = time.perf_counter()
+    y = linear(x, weight, None, settings["linear"] == "onednn")
+    if train:
+        y.backward(torch.ones_like(y))  # dense, as in _pass_ms
+        x.grad = weight.grad = None
     return (time.perf_counter() - started) * 1000
 
 
@@ -106,11 +118,16 @@ def calibrate(
     rounds: int = 5,
     margin: float = 0.03,
     timer: Callable[..., float] = _pass_ms,
+    decoder: tuple[int, int, int] | None = None,
+    decoder_timer: Callable[..., float] = _decoder_pass_ms,
 ) -> tuple[dict[str, str], dict[str, dict[str, float]]]:
     """(choice, {switch: {option: median ms per pass}}) for ``encoder``'s layers on ``seq``-token inputs.
 
     ``fixed`` holds the switches the user forced; the others start plain and are tried one at a time. The
     batch is cut to fit ``max_gflop`` per pass (forward and backward), so a large model calibrates in seconds.
+    ``decoder`` = (rows per batch, width, vocabulary) of a vocabulary projection the step also runs (an MLM
+    head's): the linear switch is then decided on all the encoder's layers plus that projection (the same
+    cut applied to its rows), as a step spends them, and its timings are those sums.
     """
     config = encoder.config
     per_sequence = step_gflop(config, 1, seq, train)
@@ -122,16 +139,31 @@ def calibrate(
     timings: dict[str, dict[str, float]] = {}
     with torch.random.fork_rng(devices=[]):
         x = torch.randn(rows, seq, config.hidden, requires_grad=train)
+        projection = None
+        if decoder is not None:
+            decoder_rows, width, vocab = decoder
+            cut_rows = max(1, decoder_rows * rows // batch)
+            projection = (
+                torch.randn(cut_rows, width, requires_grad=train),
+                (torch.randn(vocab, width) * 0.02).requires_grad_(train),
+            )
         for name in applicable(config, train):
             if name in fixed or choice[name] == CUSTOM[name]:
                 continue
             sides = [dict(choice), {**choice, name: CUSTOM[name]}]
             times: list[list[float]] = [[], []]
+
+            def step_ms(side: dict, name: str = name) -> float:
+                ms = timer(layer, x, side, train)
+                if name == "linear" and projection is not None:
+                    ms = ms * len(encoder.layers) + decoder_timer(*projection, side, train)
+                return ms
+
             for side in sides:  # a warm-up pass each: first-call allocations and kernel selection
-                timer(layer, x, side, train)
+                step_ms(side)
             for _ in range(rounds):
                 for k, side in enumerate(sides):
-                    times[k].append(timer(layer, x, side, train))
+                    times[k].append(step_ms(side))
             medians = [statistics.median(t) for t in times]
             timings[name] = {side[name]: round(ms, 3) for side, ms in zip(sides, medians, strict=True)}
             if medians[1] < medians[0] * (1 - margin):
@@ -153,6 +185,7 @@ def measured_choice(
     cache: Path | None,
     min_gflop: float = 1.0,
     max_gflop: float = 8.0,
+    decoder: tuple[int, int, int] | None = None,
 ) -> tuple[dict[str, str], dict]:
     """(kernels, how they were decided) for ``encoder`` on ``batch`` × ``seq`` inputs, training or not: the
     cached answer for this machine and shape, else a calibration (then cached); ``fixed`` switches stay."""
@@ -163,16 +196,16 @@ def measured_choice(
             "how": f"not measured (a layer's step is {gflop:.2g} GFLOP, under kernels.min_gflop)"
         }
     machine = cpu_identity()
-    key = _key(machine, encoder.config, batch, seq, train, fixed)
+    key = _key(machine, encoder.config, batch, seq, train, fixed, decoder)
     cached = read_json_object(cache).get(key) if cache else None
     if cached and set(cached.get("choice", {})) == set(CPU_KERNELS):
         return cached["choice"], {"how": "cached", **_facts(cached)}
-    choice, timings = calibrate(encoder, batch, seq, train, fixed, max_gflop=max_gflop)
+    choice, timings = calibrate(encoder, batch, seq, train, fixed, max_gflop=max_gflop, decoder=decoder)
     entry = {
         "choice": choice,
         "timings_ms": timings,
         "machine": machine,
-        "shape": {"batch": batch, "seq": seq, "train": train},
+        "shape": {"batch": batch, "seq": seq, "train": train, "decoder": decoder},
         "measured": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if cache:
@@ -181,7 +214,7 @@ def measured_choice(
     return choice, {"how": "measured", **_facts(entry)}
 
 
-def _key(machine: dict, config, batch: int, seq: int, train: bool, fixed: dict) -> str:
+def _key(machine: dict, config, batch: int, seq: int, train: bool, fixed: dict, decoder=None) -> str:
     layer = {
         "hidden": config.hidden,
         "intermediate": config.intermediate,
@@ -193,6 +226,8 @@ def _key(machine: dict, config, batch: int, seq: int, train: bool, fixed: dict) 
         "attention_dropout": config.attention_dropout > 0,
     }
     what = {"machine": machine, "layer": layer, "batch": batch, "seq": seq, "train": train, "fixed": fixed}
+    if decoder is not None:  # keys of runs without a vocabulary projection stay as they were
+        what["decoder"] = list(decoder)
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
 

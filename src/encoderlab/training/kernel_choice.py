@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.kernels import CPU_KERNELS, set_cpu_kernels
@@ -112,7 +113,21 @@ class KernelChoice(pl.Callback):
         batch, seq = self._shape(trainer, encoder)
         if not trainer.is_global_zero:
             return defaults, {"how": "rank 0's"}  # replaced by rank 0's choice in on_fit_start
-        return measured_choice(encoder, batch, seq, train, fixed, self.cache, self.min_gflop, self.max_gflop)
+        decoder = self._vocabulary_projection(pl_module, encoder, batch, seq) if train else None
+        return measured_choice(
+            encoder, batch, seq, train, fixed, self.cache, self.min_gflop, self.max_gflop, decoder
+        )
+
+    @staticmethod
+    def _vocabulary_projection(pl_module, encoder: Encoder, batch: int, seq: int):
+        """(rows, width, vocabulary) of a head's projection onto the vocabulary (an MLM or generator head),
+        which the step runs once besides the layers; rows: the 15 % of positions an MLM batch predicts."""
+        inside = {id(m) for m in encoder.modules()}
+        vocab = encoder.config.vocab_size
+        for m in pl_module.modules():
+            if isinstance(m, torch.nn.Linear) and id(m) not in inside and m.out_features == vocab:
+                return max(1, int(0.15 * batch * seq)), m.in_features, vocab
+        return None
 
     @staticmethod
     def _shape(trainer: pl.Trainer, encoder: Encoder) -> tuple[int, int]:
