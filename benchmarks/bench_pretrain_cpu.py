@@ -52,6 +52,14 @@ def mlm_batch(batch_size: int, seq_len: int, vocab_size: int, mlm_probability: f
     return {"input_ids": inputs, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
+def calibrate_as_a_run(encoder, batch_size: int, seq_len: int):
+    """The kernel calibration a pre-training run makes: the layers plus the MLM head's vocabulary projection
+    at the 15 % of positions it predicts."""
+    width = encoder.embeddings.word_embeddings.embedding_dim
+    projection = (int(0.15 * batch_size * seq_len), width, encoder.config.vocab_size)
+    return calibrate(encoder, batch_size, seq_len, True, {}, decoder=projection)
+
+
 def plain_mlm_loss(encoder, head, batch) -> torch.Tensor:
     """The unoptimised path: every position through every layer, then select (the equivalence reference)."""
     hidden = encoder(batch["input_ids"], batch.get("attention_mask"), batch.get("token_type_ids"))
@@ -119,18 +127,7 @@ def main() -> None:
     # What a run does at its start (kernels=auto): keep freed memory (process-wide, so transformers gets it
     # too), then measure the kernels on this machine, at these shapes.
     print(f"allocator: {apply_allocator(args.allocator)} (both sides)")
-    choice, timings = calibrate(
-        encoder,
-        args.batch_size,
-        args.seq_len,
-        True,
-        {},
-        decoder=(
-            int(0.15 * args.batch_size * args.seq_len),
-            args.hidden,
-            args.vocab_size,
-        ),  # the MLM head, as a run measures it
-    )
+    choice, timings = calibrate_as_a_run(encoder, args.batch_size, args.seq_len)
     print(f"kernels chosen by calibration: {choice}; ms per layer pass: {timings}")
 
     def mlm_step(kernels, loss):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from _common import write_json
-from bench_pretrain_cpu import mlm_batch
+from bench_pretrain_cpu import calibrate_as_a_run, mlm_batch
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -30,7 +30,7 @@ from encoderlab.models.heads import MaskedLMHead
 from encoderlab.models.kernels import linear, set_cpu_kernels
 from encoderlab.tasks.masked_lm import masked_lm_loss
 from encoderlab.training.allocator import apply_allocator
-from encoderlab.training.kernel_calibration import CUSTOM, PLAIN, calibrate, cpu_identity
+from encoderlab.training.kernel_calibration import CUSTOM, PLAIN, cpu_identity
 
 
 def peak_gflops(threads: int) -> tuple[float, str]:
@@ -124,18 +124,7 @@ def main() -> None:
         masked_lm_loss(encoder, head, batch).backward()
     opt.zero_grad(set_to_none=True)
     flops = counter.get_total_flops()
-    choice, timings = calibrate(
-        encoder,
-        args.batch_size,
-        args.seq_len,
-        True,
-        {},
-        decoder=(
-            int(0.15 * args.batch_size * args.seq_len),
-            256,
-            args.vocab_size,
-        ),  # the MLM head, as a run measures it
-    )
+    choice, timings = calibrate_as_a_run(encoder, args.batch_size, args.seq_len)
     print(f"step: {flops / 1e9:.1f} GFLOP (forward + backward, matmuls and attention); calibrated: {choice}")
 
     settings = {"plain": PLAIN, "custom": CUSTOM, "chosen": choice}
