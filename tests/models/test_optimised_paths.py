@@ -316,3 +316,17 @@ def test_cls_head_lets_the_last_layer_finish_only_the_first_position(pooling):
     full.square().sum().backward()
     torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-6)
     assert_grads_close(fast_grads, grads(encoder, head))
+
+
+def test_onednn_linear_takes_an_expanded_gradient_like_f_linear():
+    """y.sum()'s gradient is a stride-0 view; the oneDNN backward copies it dense and gets F.linear's grads."""
+    from encoderlab.models.kernels import linear
+
+    x = torch.randn(37, 16, requires_grad=True)
+    w = torch.randn(300, 16, requires_grad=True)
+    linear(x, w, None, True).sum().backward()
+    ours = x.grad.clone(), w.grad.clone()
+    x.grad = w.grad = None
+    F.linear(x, w).sum().backward()
+    torch.testing.assert_close(ours[0], x.grad, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ours[1], w.grad, rtol=1e-4, atol=1e-4)

@@ -27,7 +27,7 @@ from encoderlab.files import read_json_object, write_json
 from encoderlab.models.kernels import CPU_KERNELS, linear, set_cpu_kernels
 
 PLAIN = {name: options[-1] for name, options in CPU_KERNELS.items()}  # "torch", "torch", "sdpa"
-CUSTOM = {name: options[0] for name, options in CPU_KERNELS.items()}  # "onednn", "rand", "math"
+CUSTOM = {name: options[0] for name, options in CPU_KERNELS.items()}  # "onednn", "bits", "math"
 # Environment variables that change which instructions the kernels use: part of the machine's identity.
 ISA_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16")
@@ -87,8 +87,7 @@ def _pass_ms(layer, x: torch.Tensor, settings: dict, train: bool) -> float:
     set_cpu_kernels(layer, **settings)
     started = time.perf_counter()
     if train:
-        # A dense upstream gradient, as a real step's: sum()'s is a stride-0 view that some kernels
-        # (oneDNN's matmuls) run orders of magnitude slower on, which would decide the choice wrongly.
+        # A dense upstream gradient, as a real step's (sum()'s stride-0 one would add a copy to one side only).
         out = layer(x, None)
         out.backward(torch.ones_like(out))
         layer.zero_grad(set_to_none=True)
