@@ -87,12 +87,10 @@ class KernelChoice(pl.Callback):
     def _allocator_option(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str:
         if self.requested_allocator != "auto":
             return self.requested_allocator
-        encoders = [m for m in pl_module.modules() if isinstance(m, Encoder)]
-        if not encoders or pl_module.device.type != "cpu":
+        workload = self._workload(trainer, pl_module)
+        if workload is None or pl_module.device.type != "cpu":
             return "system"
-        encoder = max(encoders, key=lambda e: sum(p.numel() for p in e.parameters()))
-        batch, seq = self._shape(trainer, encoder)
-        train = any(p.requires_grad for p in encoder.parameters())
+        encoder, batch, seq, train = workload
         big_enough = step_gflop(encoder.config, batch, seq, train) >= self.min_gflop  # the calibration's rule
         return "retain" if big_enough else "system"
 
@@ -103,20 +101,28 @@ class KernelChoice(pl.Callback):
             return {**self.restored, **fixed}, {"how": "kept from the checkpoint"}
         if len(fixed) == len(CPU_KERNELS):
             return fixed, {"how": "forced"}
-        encoders = [m for m in pl_module.modules() if isinstance(m, Encoder)]
+        workload = self._workload(trainer, pl_module)
         precision = str(trainer.precision)
-        if not encoders or pl_module.device.type != "cpu" or precision not in FP32:
+        if workload is None or pl_module.device.type != "cpu" or precision not in FP32:
             where = pl_module.device.type if pl_module.device.type != "cpu" else f"precision {precision}"
             return defaults, {"how": f"not measured ({where}: the custom kernels only run on CPU fp32)"}
-        encoder = max(encoders, key=lambda e: sum(p.numel() for p in e.parameters()))
-        train = any(p.requires_grad for p in encoder.parameters())
-        batch, seq = self._shape(trainer, encoder)
+        encoder, batch, seq, train = workload
         if not trainer.is_global_zero:
             return defaults, {"how": "rank 0's"}  # replaced by rank 0's choice in on_fit_start
         decoder = self._vocabulary_projection(pl_module, encoder, batch, seq) if train else None
         return measured_choice(
             encoder, batch, seq, train, fixed, self.cache, self.min_gflop, self.max_gflop, decoder
         )
+
+    @classmethod
+    def _workload(cls, trainer: pl.Trainer, pl_module: pl.LightningModule):
+        """(the largest encoder, batch, tokens, whether it trains), or None for a module without one."""
+        encoders = [m for m in pl_module.modules() if isinstance(m, Encoder)]
+        if not encoders:
+            return None
+        encoder = max(encoders, key=lambda e: sum(p.numel() for p in e.parameters()))
+        batch, seq = cls._shape(trainer, encoder)
+        return encoder, batch, seq, any(p.requires_grad for p in encoder.parameters())
 
     @staticmethod
     def _vocabulary_projection(pl_module, encoder: Encoder, batch: int, seq: int):
