@@ -45,6 +45,7 @@ def finetune(pretrained, run_dir, *extra, fast=FAST):
     ]
 
 
+@pytest.mark.slow  # ~10 s; tests/adapt/test_adapters.py checks the merge in the default suite
 def test_lora_run_reloads_exactly_and_exports_merged(pretrained, env, tmp_path):
     run_dir = tmp_path / "lora"
     lora = [
@@ -103,6 +104,7 @@ def test_linear_probe_records_the_head_as_trained(pretrained, env, tmp_path):
     assert metrics["params/trainable"] == sum(v.numel() for v in head.values())
 
 
+@pytest.mark.slow  # ~18 s: two runs; keeps the default suite under 10 minutes on 2 cores; `make test-all` runs it
 def test_cloze_zero_shot_then_few_shot(pretrained, env, tmp_path):
     no_steps = [o for o in FAST if not o.startswith("trainer.max_steps")]
     zero = run_train(
@@ -131,7 +133,11 @@ def test_cloze_zero_shot_then_few_shot(pretrained, env, tmp_path):
     ("extra", "message"),
     [
         (["method=cloze", "prompt.verbalizer={0:bad,1:xylophonically}"], "'xylophonically'"),
-        (["adapter=lora", "adapter.target_modules=[query,qkv]"], "['qkv'] match no linear layer"),
+        pytest.param(  # ~9 s; tests/adapt/test_adapters.py refuses unmatched modules in the default suite
+            ["adapter=lora", "adapter.target_modules=[query,qkv]"],
+            "['qkv'] match no linear layer",
+            marks=pytest.mark.slow,
+        ),
     ],
 )
 def test_bad_adaptation_input(pretrained, env, tmp_path, extra, message):

@@ -241,6 +241,7 @@ def test_html_report_leads_with_metrics_in_an_800_px_window(tmp_path, capsys):
     assert dom.count('<section class="task"') == 2
 
 
+@pytest.mark.slow  # ~8 s, one process for one refusal; keeps the default suite under 10 minutes
 def test_directories_that_are_not_runs_are_named_in_one_error(tmp_path):
     empty = tmp_path / "empty"
     (empty / "sub").mkdir(parents=True)

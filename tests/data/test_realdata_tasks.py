@@ -17,8 +17,8 @@ pytestmark = pytest.mark.realdata
     ("experiment", "metric"),
     [
         ("finetune_mrpc", "val/acc"),  # rte takes the same path; its config is read in full below
-        ("finetune_stsb", "val/pearson"),
-        ("finetune_conll2003", "val/entity_f1"),
+        pytest.param("finetune_stsb", "val/pearson", marks=pytest.mark.slow),  # ~8 s each; their data
+        pytest.param("finetune_conll2003", "val/entity_f1", marks=pytest.mark.slow),  # configs are read below
     ],
 )
 def test_experiment_runs_on_real_data(real_data_dir, tmp_path, experiment, metric):

@@ -74,6 +74,7 @@ def test_continued_pretraining_starts_from_minilm(continued, minilm_dir):
     assert {"val/loss", "val/perplexity"} <= set(metrics)
 
 
+@pytest.mark.slow  # with its fixture ~17 s; keeps the default suite under 10 minutes on 2 cores; `make test-all` runs it
 def test_continued_pretraining_reuses_minilm_tokenizer(continued, minilm_dir, fresh_cache):
     for name in ("vocab.txt", "tokenizer.json"):
         assert (continued / "encoder" / name).read_bytes() == (minilm_dir / name).read_bytes(), name

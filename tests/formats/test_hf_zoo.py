@@ -317,6 +317,7 @@ def test_word_start_ids(bpe_dir, tokenizer_dir):
     ]
 
 
+@pytest.mark.slow  # ~9 s; the import itself is checked in the default suite
 def test_finetune_imported_roberta_through_the_cli(roberta_dir, data_dir, tmp_path):
     """``encoderlab-train init=hf`` on a RoBERTa directory: BPE tokenizer, offset positions, one token type."""
     directory, _ = roberta_dir

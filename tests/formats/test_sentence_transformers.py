@@ -61,7 +61,11 @@ def test_sentence_transformers_encodes_as_the_encoder_and_its_pooling(
     )
     want = encoderlab_vectors(encoder, tokenizer_dir, pooling, normalize)
     got = sentence_transformers_vectors(out)
-    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    # float32 kernels differ between the two stacks (and between AVX2 and AVX-512 machines); 1e-4 still
+    # tells one pooling from another by orders of magnitude
+    assert got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-4), (
+        (got - want).abs().max()
+    )
     if not normalize:
         assert not torch.allclose(want.norm(dim=-1), torch.ones(len(TEXTS)))  # the case tells them apart
 
@@ -120,5 +124,5 @@ def test_encoderlab_export_writes_any_run_as_a_sentence_transformers_model(pretr
     encoder = load_encoder(pretrained_run / "encoder").eval()
     want = encoderlab_vectors(encoder, pretrained_run / "encoder", "cls", True, max_seq_len=32)
     got = sentence_transformers_vectors(tmp_path / "cls")
-    assert torch.allclose(got, want, atol=1e-5), (got - want).abs().max()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got - want).abs().max()
     assert "wrote" in capsys.readouterr().out

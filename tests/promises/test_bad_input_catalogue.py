@@ -506,7 +506,10 @@ def test_a_refused_directory_gets_nothing_written(outcome):
         assert not (run_dir / "run.json").exists(), name
 
 
-@pytest.mark.parametrize("name", ["negative_learning_rate", "unknown_group_option"])
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param("negative_learning_rate", marks=pytest.mark.slow), "unknown_group_option"],  # ~8 s each
+)
 def test_python_dash_m_gives_the_same_result(outcome, name):
     results, batch, env, _, _ = outcome
     argv = [a for a in batch[name]["argv"] if not a.startswith("hydra.run.dir=")]

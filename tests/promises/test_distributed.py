@@ -112,6 +112,7 @@ def ddp_runs(data_dir, cache_dir, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow  # two DDP runs and a control: ~35 s on 2 cores; keeps the default suite under 10 minutes on 2 cores; `make test-all` runs it
 def test_ddp_on_two_cpu_processes_matches_one_process_and_a_control_does_not(ddp_runs):
     one, two, control = (
         json.loads((d / "metrics.json").read_text())
@@ -142,6 +143,7 @@ def test_ddp_on_two_cpu_processes_matches_one_process_and_a_control_does_not(ddp
     assert not list(ddp_runs.root.glob("**/.last.ckpt.tmp"))
 
 
+@pytest.mark.slow  # shares the DDP runs above
 def test_killing_one_process_ends_the_other_in_one_line(ddp_runs):
     # Rank 0 finds rank 1 gone at its next collective (gloo: connection reset), well within the timeout.
     assert ddp_runs.survivor_status == 2, ddp_runs.survivor_stderr[-3000:]

@@ -84,8 +84,11 @@ def test_linear_probe_trains_only_the_head(pretrained, data_dir, cache_dir):
     "variant",
     [
         ["init=pretrained"],
-        ["init=pretrained", "freeze=encoder"],
-        ["init=pretrained", "freeze=bottom_k", "freeze.k=1"],
+        pytest.param(["init=pretrained", "freeze=encoder"], marks=pytest.mark.slow),  # ~7 s each; the
+        pytest.param(
+            ["init=pretrained", "freeze=bottom_k", "freeze.k=1"], marks=pytest.mark.slow
+        ),  # freezing
+        # policies themselves are tested in tests/adapt
         ["init=scratch"],
     ],
     ids=["pretrained", "probe", "bottom_k", "scratch"],

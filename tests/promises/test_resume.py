@@ -33,6 +33,7 @@ def test_resume_continues_in_the_same_directory(data_dir, cache_dir, tmp_path):
     assert (run_dir / "encoder/model.safetensors").is_file()
 
 
+@pytest.mark.slow  # ~8 s; the bad-input catalogue refuses a resume in the default suite
 def test_resume_with_nothing_to_resume(data_dir, cache_dir, tmp_path):
     result = run_train([f"resume={tmp_path / 'empty'}"], cli_env(data_dir, cache_dir))
     assert result.returncode == 2

@@ -178,6 +178,7 @@ def test_predict_regression(stsb_run, tmp_path):
     assert abs(rows[0]["score"] - rows[2]["score"]) > 1e-4  # the scores depend on the input
 
 
+@pytest.mark.slow  # ~8 s, one process for one refusal; keeps the default suite under 10 minutes
 def test_a_pair_task_with_one_text_column_fails_in_one_line(tmp_path, env):
     result = run_train(
         [
@@ -237,6 +238,7 @@ def test_mismatches_are_user_errors(data_dir, cache_dir, overrides, needles):
         assert needle in str(user_error), str(user_error)
 
 
+@pytest.mark.slow  # ~8 s; the bad-input catalogue has the same case in the default suite
 def test_nan_regression_target(tmp_path, env, data_dir):
     train_file = tmp_path / "train.tsv"
     lines = (data_dir / "stsb/train.tsv").read_text().splitlines()
