@@ -6,7 +6,7 @@ import torch
 
 from encoderlab.models.encoder import build
 from encoderlab.models.heads import pool
-from encoderlab.models.length_groups import encode_in_length_groups, length_groups
+from encoderlab.models.length_groups import MIN_ROWS, encode_in_length_groups, length_groups
 
 
 def padded_batch(lengths, vocab=200, seed=0):
@@ -32,6 +32,33 @@ def test_groups_cover_every_row_once_shortest_first_and_cut_padding():
     assert padded < len(lengths) * max(lengths) / 2  # 8 short texts no longer padded to 41
     assert length_groups([12] * 16) == [sorted(range(16))]  # equal lengths: one call
     assert length_groups([3, 60], call_cost=96, min_rows=1) == [[0, 1]]  # a call costs more than it saves
+
+
+def cost(groups, lengths, call_cost):
+    return sum(len(g) * max(lengths[i] for i in g) + call_cost for g in groups)
+
+
+def row_by_row_optimum(lengths, call_cost):
+    """The cheapest grouping of the sorted rows, searched over every split point (O(n²))."""
+    ordered = sorted(lengths)
+    best = [0] + [float("inf")] * len(ordered)
+    for j in range(1, len(ordered) + 1):
+        best[j] = min(best[i] + (j - i) * ordered[j - 1] + call_cost for i in range(j))
+    return best[-1]
+
+
+def test_searching_distinct_lengths_finds_the_row_by_row_optimum():
+    g = torch.Generator().manual_seed(3)
+    for trial in range(40):
+        n = int(torch.randint(1, 60, (1,), generator=g))
+        lengths = torch.randint(2, 24 if trial % 2 else 64, (n,), generator=g).tolist()  # many repeats
+        groups = length_groups(lengths, call_cost=20, min_rows=1)
+        assert sorted(i for group in groups for i in group) == list(range(n))
+        assert cost(groups, lengths, 20) == row_by_row_optimum(lengths, 20)
+    big = torch.randint(3, 64, (4096,), generator=g).tolist()  # a batch far larger than any SetFit one
+    groups = length_groups(big)
+    assert sorted(i for group in groups for i in group) == list(range(4096))
+    assert all(len(group) >= MIN_ROWS for group in groups)
 
 
 def test_grouped_vectors_and_gradients_equal_one_padded_batch():
