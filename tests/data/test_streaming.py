@@ -25,11 +25,12 @@ SETTINGS = {"vocab_size": 400, "max_seq_len": 32, "batch_size": 8, "seed": 3}
 
 
 class FakeTrainer:
-    """What the training loader reads of Lightning's trainer: the epoch and the batches trained in it."""
+    """What the training loader reads of Lightning's trainer: the epoch, the batches trained in it, the device."""
 
     def __init__(self, epoch: int = 0, world_size: int = 1) -> None:
         self.current_epoch, self.world_size, self.accumulate_grad_batches = epoch, world_size, 1
         self.global_rank = 0
+        self.strategy = SimpleNamespace(root_device=torch.device("cpu"))
         self.progress = SimpleNamespace(processed=0)
         self.fit_loop = SimpleNamespace(
             epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(current=self.progress))

@@ -18,9 +18,10 @@ from encoderlab.data.masking import (
     word_starts,
 )
 from encoderlab.errors import UserError
-from encoderlab.validate import check, fraction, open_fraction
+from encoderlab.validate import check, fraction, one_of, open_fraction
 
 IGNORE_INDEX = -100  # torch.nn.functional.cross_entropy's default ignore_index
+MASK_COUNTS = ("sampled", "fixed")
 
 
 def pad_sequences(seqs: Sequence[torch.Tensor], pad_id: int, multiple_of: int | None = None) -> torch.Tensor:
@@ -55,6 +56,14 @@ class MLMCollator:
     key -> number of the batch that drew it) divided by ``batches_per_step`` (processes × gradient
     accumulation), so it is a function of the item alone. Without keys or ``batch_order`` the rate is
     ``mlm_probability``.
+
+    ``mask_count`` is ``sampled`` (each eligible token selected with probability ``mlm_probability``: a
+    varying count, as Hugging Face's collator) or ``fixed`` (single tokens only: each sequence gets exactly
+    ``max(1, round(rate × its eligible tokens))`` targets, as BERT's own data pipeline draws them). A fixed
+    count pads every batch to ``max_seq_len`` and adds ``masked_positions`` [B, K], K = ``max(1,
+    round(rate × max_seq_len))`` for every batch: the targets' positions, then positions of that sequence
+    that are not targets (labels -100) where it has fewer. Static shapes, no host sync: what
+    ``torch.compile`` and GPUs want.
     """
 
     def __init__(
@@ -75,8 +84,18 @@ class MLMCollator:
         masking_schedule_steps: int | None = None,
         batch_order: Callable[[torch.Tensor], torch.Tensor] | None = None,
         batches_per_step: int = 1,
+        mask_count: str = "sampled",
+        max_seq_len: int | None = None,
     ):
         check("data.mlm_probability", mlm_probability, open_fraction)
+        check("data.mask_count", mask_count, one_of(*MASK_COUNTS))
+        if mask_count == "fixed" and masking != "token":
+            raise UserError(
+                f"data.mask_count=fixed draws an exact count of single tokens, but data.masking={masking} "
+                "selects words or spans — set data.masking=token, or data.mask_count=sampled"
+            )
+        if mask_count == "fixed" and max_seq_len is None:
+            raise ValueError("mask_count=fixed needs max_seq_len (the padded width and the slot count)")
         check_masking(masking, span_p, span_max, mlm_probability_end, masking_schedule_steps)
         check("data.mask_replace_prob", mask_replace_prob, fraction)
         check("data.random_replace_prob", random_replace_prob, fraction)
@@ -104,6 +123,11 @@ class MLMCollator:
         )
         self.batch_order = batch_order
         self.batches_per_step = batches_per_step
+        self.fixed_count = mask_count == "fixed"
+        self.max_seq_len = max_seq_len
+        # The slot count is one number for the whole run (a schedule's highest rate): one shape, one compile.
+        top_rate = max(mlm_probability, mlm_probability_end or 0.0)
+        self.slots = max(1, round(top_rate * max_seq_len)) if self.fixed_count else None
         self.special = torch.tensor(sorted(set(special_ids) | {pad_id, mask_id}), dtype=torch.long)
         # Random replacements are drawn only from ordinary tokens, never specials.
         is_special = torch.zeros(vocab_size, dtype=torch.bool)
@@ -152,6 +176,10 @@ class MLMCollator:
         if isinstance(batch[0], tuple):
             keys, batch = zip(*batch, strict=True)
         input_ids = pad_sequences(batch, self.pad_id)
+        if self.fixed_count and input_ids.shape[1] < self.max_seq_len:  # one [B, S] for every batch
+            input_ids = torch.nn.functional.pad(
+                input_ids, (0, self.max_seq_len - input_ids.shape[1]), value=self.pad_id
+            )
         attention_mask = torch.zeros_like(input_ids)
         for row, s in zip(attention_mask, batch, strict=True):
             row[: len(s)] = 1
@@ -165,7 +193,10 @@ class MLMCollator:
 
         # ``decide`` holds the uniform that picks mask / random / keep: per position, or per span.
         decide = choice_u
-        if self.masking == "token":
+        positions = None
+        if self.fixed_count:
+            selected, positions = self._exact_count(select_u, eligible, rate)
+        elif self.masking == "token":
             selected = (select_u < rate) & eligible
         else:
             starts = word_starts(input_ids, self.word_start_ids, eligible)
@@ -195,7 +226,23 @@ class MLMCollator:
         )
         input_ids = input_ids.masked_fill(to_mask, self.mask_id)
         input_ids = torch.where(to_random, self.random_pool[token_idx], input_ids)
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        out = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if positions is not None:
+            out["masked_positions"] = positions
+        return out
+
+    def _exact_count(
+        self, select_u: torch.Tensor, eligible: torch.Tensor, rate: float | torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, S] selected, [B, K] positions): each row's ``round(rate × eligible)`` eligible positions of
+        lowest uniform (at least one, at most K), then its other positions by the same order as filler."""
+        n_eligible = eligible.sum(1)
+        wanted = torch.round(torch.as_tensor(rate, dtype=torch.float64).reshape(-1) * n_eligible).long()
+        count = torch.minimum(wanted.clamp(min=1, max=self.slots), n_eligible)  # B
+        order = select_u.masked_fill(~eligible, 2.0).argsort(dim=1, stable=True)[:, : self.slots]  # B,K
+        is_target = torch.arange(self.slots)[None] < count[:, None]  # B,K
+        selected = torch.zeros_like(eligible).scatter(1, order, is_target)
+        return selected, order
 
 
 def label_tensor(labels: Sequence) -> torch.Tensor:

@@ -19,7 +19,7 @@ from encoderlab.data.base import (
     missing_file_error,
     missing_train_error,
 )
-from encoderlab.data.collators import MLMCollator
+from encoderlab.data.collators import MASK_COUNTS, MLMCollator
 from encoderlab.data.datasets import PackedSequenceDataset
 from encoderlab.data.masking import WORD_STRATEGIES
 from encoderlab.data.readers import file_fingerprint, keep_paragraph, read_corpus
@@ -27,6 +27,7 @@ from encoderlab.data.samplers import EpochKeyedDataset, ShuffledBatchSampler
 from encoderlab.data.token_cache import cached_token_ids
 from encoderlab.data.tokenizer import resolve_tokenizer, special_token_ids, word_start_ids
 from encoderlab.errors import UserError
+from encoderlab.validate import check, one_of
 
 
 class TextCorpusDataModule(PreparedDataModule):
@@ -53,6 +54,7 @@ class TextCorpusDataModule(PreparedDataModule):
         span_max: int = 10,
         mlm_probability_end: float | None = None,
         masking_schedule_steps: int | None = None,
+        mask_count: str = "auto",
         num_workers: int = 0,
         cache_dir: str = ".cache/encoderlab",
         hub: dict | None = None,
@@ -79,6 +81,8 @@ class TextCorpusDataModule(PreparedDataModule):
         self.span_max = span_max
         self.mlm_probability_end = mlm_probability_end
         self.masking_schedule_steps = masking_schedule_steps
+        check("data.mask_count", mask_count, one_of("auto", *MASK_COUNTS))
+        self.mask_count = mask_count
         self.num_workers = num_workers
         self.cache_dir = cache_dir
         self.hub = dict(hub) if hub else None
@@ -97,7 +101,28 @@ class TextCorpusDataModule(PreparedDataModule):
             span_max=span_max,
             mlm_probability_end=mlm_probability_end,
             masking_schedule_steps=masking_schedule_steps,
+            mask_count="sampled" if mask_count == "auto" else mask_count,
+            max_seq_len=max_seq_len,
         )
+
+    def resolved_mask_count(self) -> str:
+        """``data.mask_count``, with ``auto`` decided: ``fixed`` when training on a GPU with token masking
+        (static shapes for the compiled step), else ``sampled``. The device is known once a trainer holds
+        the data, so the decision is taken again at ``setup``."""
+        if self.mask_count != "auto":
+            return self.mask_count
+        trainer = self.trainer
+        on_gpu = trainer is not None and trainer.strategy.root_device.type == "cuda"
+        return "fixed" if on_gpu and self.masking == "token" else "sampled"
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.collator.fixed_count != (self.resolved_mask_count() == "fixed"):
+            self.collator = self._collator()
+            self.val_collator = self._collator(fixed_rate=self.mlm_probability_end)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "mask_count": self.resolved_mask_count()}
 
     @property
     def head_kwargs(self) -> dict:
@@ -195,6 +220,8 @@ class TextCorpusDataModule(PreparedDataModule):
             masking_schedule_steps=None if fixed_rate else self.masking_schedule_steps,
             batch_order=batch_order,
             batches_per_step=batches_per_step,
+            mask_count=self.resolved_mask_count(),
+            max_seq_len=self.max_seq_len,
         )
 
     def _split(self, paragraphs: list[str]) -> tuple[list[str], list[str]]:

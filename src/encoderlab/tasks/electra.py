@@ -27,7 +27,7 @@ from encoderlab.models.heads import MaskedLMHead, ReplacedTokenHead
 from encoderlab.models.kernels import vocab_cross_entropy
 from encoderlab.run.layout import RunDir
 from encoderlab.tasks.base import EncoderTask
-from encoderlab.tasks.masked_lm import MaskedLMTask, masked_lm_logits
+from encoderlab.tasks.masked_lm import MaskedLMTask, masked_lm_logits, target_accuracy
 from encoderlab.validate import at_least, check, in_range, non_negative
 
 log = logging.getLogger("encoderlab")
@@ -90,9 +90,15 @@ def replace_masked(
         selected = labels != IGNORE_INDEX  # B,S
         corrupted = input_ids.masked_scatter(selected, sampled)
         original = torch.where(selected, labels, input_ids)
-    else:  # B,K indices
-        corrupted = input_ids.scatter(1, positions, sampled.view_as(positions))
-        original = input_ids.scatter(1, positions, labels.gather(1, positions))
+    else:  # B,K indices; a filler slot (label -100) keeps its token
+        targets = labels.gather(1, positions)
+        filler = targets == IGNORE_INDEX
+        corrupted = input_ids.scatter(
+            1, positions, torch.where(filler, input_ids.gather(1, positions), sampled.view_as(positions))
+        )
+        original = input_ids.scatter(
+            1, positions, torch.where(filler, input_ids.gather(1, positions), targets)
+        )
     return corrupted, corrupted != original
 
 
@@ -204,12 +210,12 @@ class ElectraTask(EncoderTask):
 
     def _step(self, batch, metrics: MetricCollection, stage: str, batch_idx: int = 0) -> torch.Tensor:
         out = self.losses(batch, stage, batch_idx)
-        n_masked, n_real = out["mlm_targets"].numel(), out["replaced"].numel()
-        correct = (out["mlm_logits"].detach().argmax(-1) == out["mlm_targets"]).float()
+        mlm_acc, n_masked = target_accuracy(out["mlm_logits"], out["mlm_targets"])
+        n_real = out["replaced"].numel()
         replaced = out["replaced"].long()
         probability = torch.sigmoid(out["rtd_logits"].detach())
         metrics[f"{stage}/mlm_loss"].update(out["mlm_loss"].detach(), weight=n_masked)
-        metrics[f"{stage}/mlm_acc"].update(correct.mean(), weight=n_masked)
+        metrics[f"{stage}/mlm_acc"].update(mlm_acc, weight=n_masked)
         metrics[f"{stage}/rtd_loss"].update(out["rtd_loss"].detach(), weight=n_real)
         metrics[f"{stage}/rtd_acc"].update(probability, replaced)
         metrics[f"{stage}/replaced_f1"].update(probability, replaced)

@@ -30,7 +30,8 @@ def masked_lm_logits(
     of an MLM step's cost at small and medium model sizes; the encoder's last layer, too, finishes only those
     positions (``output_positions``). An optional ``batch["masked_positions"]`` (LongTensor [B, K], a fixed
     count of masked positions per sequence) selects by gather instead: static shapes, no host sync, which
-    suits ``torch.compile`` and GPUs; the labels at those positions are the targets.
+    suits ``torch.compile`` and GPUs; the labels at those positions are the targets (-100 at the filler
+    slots of a sequence with fewer targets, which the loss and :func:`target_accuracy` skip).
     """
     labels = batch["labels"]
     positions = batch.get("masked_positions")
@@ -43,6 +44,15 @@ def masked_lm_logits(
     )  # M,H
     targets = labels[selected] if positions is None else labels.gather(1, positions).flatten()
     return head(hidden), targets  # [M,V], [M]
+
+
+def target_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(accuracy, count) over the real targets of [M, V] logits: filler slots (-100) are not counted. On
+    tensors throughout, so a GPU step does not wait for the host."""
+    valid = targets != -100
+    count = valid.sum()
+    correct = ((logits.detach().argmax(-1) == targets) & valid).sum()
+    return correct / count.clamp(min=1), count
 
 
 def masked_share(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -92,9 +102,9 @@ class MaskedLMTask(EncoderTask):
     def _step(self, batch, metrics: MetricCollection, stage: str) -> torch.Tensor:
         logits, targets = self.predictions(batch)
         loss = vocab_cross_entropy(logits, targets)
-        correct = (logits.detach().argmax(-1) == targets).float()
-        metrics[f"{stage}/acc"].update(correct.mean(), weight=targets.numel())
-        metrics[f"{stage}/nll"].update(loss.detach(), weight=targets.numel())
+        accuracy, count = target_accuracy(logits, targets)
+        metrics[f"{stage}/acc"].update(accuracy, weight=count)
+        metrics[f"{stage}/nll"].update(loss.detach(), weight=count)
         if stage == "train":
             self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False)
             self.log("train/mask_rate", masked_share(batch), on_step=True, on_epoch=False)
