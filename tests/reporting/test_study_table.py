@@ -64,22 +64,44 @@ def test_grid_rows_and_the_recommendation():
     tasks = grid_tasks(GRID, "")
     knn8, knn32, setfit8, setfit32 = tasks
     cells = [
-        cell(knn8, [0.70, 0.72, 0.74], 3.0, 0),  # 72.0 ± 2.0, cheap
-        cell(setfit8, [0.71, 0.75, 0.76], 40.0, 22_000_000),  # 74.0 ± 2.6: knn is within its spread
+        cell(knn8, [0.70, 0.75, 0.74], 3.0, 0),  # 73.0 ± 2.6, cheap
+        cell(setfit8, [0.71, 0.75, 0.76], 40.0, 22_000_000),  # 74.0: ahead by 1, 0, 2 — within noise
         cell(knn32, [0.75, 0.75, 0.75], 3.0, 0),
         cell(setfit32, [0.85, 0.86, 0.87], 60.0, 22_000_000),  # clearly best
     ]
     [grid] = study_grids(tasks, cells, ["minilm"])
     assert grid.title == "SST-2" and grid.shots == [8, 32]
     knn, setfit = grid.rows
-    assert knn.cell(8) == "72.0 ± 2.0" and setfit.mean(32) == pytest.approx(86.0)
+    assert knn.cell(8) == "73.0 ± 2.6" and setfit.mean(32) == pytest.approx(86.0)
     assert grid.best(8) is setfit and grid.best(32) is setfit
     line = grid.recommendation()
-    assert line.startswith("SST-2 · minilm: N=8: knn (72.0") and "best mean setfit 74.0" in line
+    assert line.startswith("SST-2 · minilm: N=8: knn (73.0") and "best mean setfit 74.0" in line
     assert "N=32: setfit (86.0, 60 s/run)" in line
     table = markdown_grid(grid, 3)
     assert "| setfit | 22,000,000 | 40–60 s | **74.0 ± 2.6** | **86.0 ± 1.0** |" in table
     assert study_png([grid]).startswith(b"\x89PNG")
+
+
+def test_ties_are_judged_on_the_same_seeds_draws():
+    """A method behind on every seed's draw is not tied, however wide the spread over the draws; one that
+    wins some draws and loses others is."""
+    tasks = grid_tasks(GRID, "")
+    knn8, knn32, setfit8, setfit32 = tasks
+    cells = [
+        cell(knn8, [0.60, 0.70, 0.80], 3.0, 0),  # 2 points behind on every draw: the spread is the draws'
+        cell(setfit8, [0.62, 0.72, 0.82], 40.0, 22_000_000),  # 72.0 ± 10.0
+        cell(knn32, [0.60, 0.80, 0.70], 3.0, 0),  # ahead on one draw, behind on two: noise
+        cell(setfit32, [0.65, 0.74, 0.74], 40.0, 22_000_000),
+    ]
+    [grid] = study_grids(tasks, cells, ["minilm"])
+    knn, setfit = grid.rows
+    assert knn.gap_to(setfit, 8) == pytest.approx((2.0, 0.0))
+    assert not knn.ties(setfit, 8)  # unpaired, 70.0 is well inside 72.0 ± 10.0
+    assert knn.ties(setfit, 32)
+    line = grid.recommendation()
+    assert "N=8: setfit (72.0, 40 s/run)" in line and "N=32: knn (70.0" in line
+    knn.by_seed[8] = {1: 60.0}  # one paired seed: the unpaired rule again
+    assert knn.ties(setfit, 8)
 
 
 def test_the_fewshot_preset_composes_into_a_grid():

@@ -15,6 +15,12 @@ from dataclasses import dataclass, field
 from encoderlab.suite.results import Cell
 from encoderlab.suite.spec import SuiteTask
 
+# What a recommendation line names, said where the lines are written.
+RECOMMENDATION_RULE = (
+    "per N, the cheapest method that the best mean does not beat by more than two standard errors of their "
+    "paired per-seed differences, or one point"
+)
+
 
 @dataclass
 class MethodRow:
@@ -22,6 +28,7 @@ class MethodRow:
 
     method: str
     scores: dict[int, list[float]] = field(default_factory=dict)  # N → the seeds' scores (×100)
+    by_seed: dict[int, dict[int, float]] = field(default_factory=dict)  # N → seed → score (×100)
     seconds: dict[int, list[float]] = field(default_factory=dict)  # N → the completed runs' wall times
     trainable: list[float] = field(default_factory=list)
     missing: dict[int, str] = field(default_factory=dict)  # N → why a seed has no score
@@ -39,6 +46,31 @@ class MethodRow:
             return "failed" if n in self.missing else "—"
         seeds = len(self.scores[n])
         return f"{mean:.1f} ± {self.std(n):.1f}" + ("" if n not in self.missing else f" [{seeds}]")
+
+    def gap_to(self, best: MethodRow, n: int) -> tuple[float, float] | None:
+        """How far ``best`` is ahead at ``n``: (mean, standard error) of the per-seed differences on the seeds
+        both completed. A seed draws the same labelled examples and test sentences for every method, so the
+        pairing takes out the split-to-split spread the methods share. None with fewer than two seeds."""
+        mine, theirs = self.by_seed.get(n, {}), best.by_seed.get(n, {})
+        common = sorted(set(mine) & set(theirs))
+        if len(common) < 2:
+            return None
+        gaps = [theirs[s] - mine[s] for s in common]
+        return statistics.fmean(gaps), statistics.stdev(gaps) / len(gaps) ** 0.5
+
+    def ties(self, best: MethodRow, n: int) -> bool:
+        """Whether this method is within noise of ``best`` at ``n``: ``best`` is ahead by at most two
+        standard errors of the paired differences (or one point); with fewer than two paired seeds, this
+        method's mean is within one std of ``best``'s."""
+        if self is best:
+            return True
+        mean = self.mean(n)
+        if mean is None:
+            return False
+        gap = self.gap_to(best, n)
+        if gap is None:
+            return mean >= best.mean(n) - max(best.std(n), 1.0)
+        return gap[0] <= max(2.0 * gap[1], 1.0)
 
     def seconds_at(self, n: int) -> float | None:
         return statistics.median(self.seconds[n]) if self.seconds.get(n) else None
@@ -82,15 +114,15 @@ class StudyGrid:
         return max(scored, key=lambda r: r.mean(n)) if scored else None
 
     def recommendation(self) -> str:
-        """Per N: the cheapest method whose mean is within the best method's spread over seeds (one std,
-        at least one point), and the best one when that is another."""
+        """Per N: the cheapest method within noise of the best mean (:meth:`MethodRow.ties`: the best is not
+        ahead by more than two standard errors of their paired per-seed differences, or one point), and the
+        best one when that is another."""
         parts = []
         for n in self.shots:
             best = self.best(n)
             if best is None:
                 continue
-            margin = max(best.std(n), 1.0)
-            tied = [r for r in self.rows if r.mean(n) is not None and r.mean(n) >= best.mean(n) - margin]
+            tied = [r for r in self.rows if r.ties(best, n)]
             cheapest = min(tied, key=lambda r: (r.seconds_at(n) or 0.0, r.trained or 0))
             text = f"N={n}: {cheapest.method} ({cheapest.mean(n):.1f}, {_seconds(cheapest.seconds_at(n))}/run"
             if cheapest is not best:
@@ -130,7 +162,8 @@ def study_grids(tasks: list[SuiteTask], cells: list[Cell], sources: list[str]) -
                 n, metric = int(task.label("shots")), task.metrics[0]
                 scale = 100.0 if task.percent else 1.0
                 values = cell.values.get(metric, {})
-                row.scores[n] = [values[s] * scale for s in cell.seeds if s in values]
+                row.by_seed[n] = {s: values[s] * scale for s in cell.seeds if s in values}
+                row.scores[n] = list(row.by_seed[n].values())
                 row.seconds[n] = list(cell.run_seconds.values())
                 row.trainable += list(cell.trainable.values())
                 if cell.reason():

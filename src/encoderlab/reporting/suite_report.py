@@ -13,7 +13,13 @@ from pathlib import Path
 
 from encoderlab.errors import UserError
 from encoderlab.files import atomic_file, read_json_object, write_json
-from encoderlab.reporting.study_table import markdown_grid, rich_grid, study_grids, study_png
+from encoderlab.reporting.study_table import (
+    RECOMMENDATION_RULE,
+    markdown_grid,
+    rich_grid,
+    study_grids,
+    study_png,
+)
 from encoderlab.reporting.suite_table import (
     build_suite_table,
     problem_lines,
@@ -91,7 +97,7 @@ def write_study_report(suite_dir: Path, data: dict, table, cells, quiet: bool) -
     seeds = len(data["seeds"])
     recommendations = [g.recommendation() for g in grids]
     text = "\n\n".join(markdown_grid(g, seeds) for g in grids)
-    text += "\n\nRecommendations (the cheapest method within one std of the best mean, per N):\n\n"
+    text += f"\n\nRecommendations ({RECOMMENDATION_RULE}):\n\n"
     text += "\n".join(f"- {line}" for line in recommendations) + "\n"
     with atomic_file(suite_dir / STUDY_TABLE_FILE) as tmp:
         tmp.write_text(text)
