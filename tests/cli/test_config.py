@@ -11,9 +11,8 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, REPO
 
-# conf/suite holds encoderlab-suite's presets, not options of the training config.
 GROUPS = sorted(
-    p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in {"hydra", "paths", "suite"}
+    p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in {"hydra", "paths"}
 )
 
 

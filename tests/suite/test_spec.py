@@ -8,7 +8,7 @@ from encoderlab.errors import UserError
 from encoderlab.suite.spec import load_spec, parse_seeds, select_tasks
 from tests.conftest import CONF_DIR
 
-PRESETS = CONF_DIR / "suite"
+PRESETS = CONF_DIR.parent / "suites"
 
 
 @pytest.mark.parametrize("preset", ["quick", "full"])

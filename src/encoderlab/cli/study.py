@@ -3,7 +3,7 @@ adapting × numbers of labelled examples × seeds for each encoder — and its r
 methods × N with mean ± std, trainable parameters and wall time per run, a plot of the score against N, and
 a recommendation line).
 
-A study is a suite whose preset (``conf/suite/fewshot.yaml``) has a ``grid`` and ``report: study``, so it
+A study is a suite whose preset (``suites/fewshot.yaml``) has a ``grid`` and ``report: study``, so it
 runs, resumes and reports exactly as ``encoderlab-suite`` does (one Hydra multirun, parallel jobs, a failed
 job in its cell); this command only picks the grid's rows and columns and passes everything else on.
 """

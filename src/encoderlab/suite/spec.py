@@ -1,5 +1,5 @@
 """What a suite is: its tasks (each an experiment with its recipe and the metrics its column shows), its seeds
-and the overrides every job gets — read from a preset (``conf/suite/<name>.yaml``) or a YAML file of the user's.
+and the overrides every job gets — read from a preset (``suites/<name>.yaml``) or a YAML file of the user's.
 
 A suite file::
 
@@ -266,7 +266,7 @@ def _read(path: Path) -> dict:
 
 
 def locate(name_or_path: str, presets_dir: Path, relative_to: Path | None = None) -> Path:
-    """A preset's file (``quick`` → ``conf/suite/quick.yaml``) or a suite file's path."""
+    """A preset's file (``quick`` → ``suites/quick.yaml``) or a suite file's path."""
     given = Path(name_or_path)
     if given.suffix in {".yaml", ".yml"} or len(given.parts) > 1:
         path = given if given.is_absolute() or relative_to is None else relative_to / given
