@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from encoderlab.adapt.init import FromExport
 from encoderlab.data.classification import TextClassificationDataModule
 from encoderlab.reporting.table import build_table, build_tables
 from encoderlab.run.read import find_runs, load_run
@@ -120,3 +121,14 @@ def test_interpolated_config_values_show_resolved(tmp_path):
         "/elsewhere/train.tsv",
         "/data/sst2/train.tsv",
     ]
+
+
+def test_a_relative_init_path_is_recorded_absolute_and_compares_from_anywhere(pretrained_run, monkeypatch):
+    """``init.path=runs/x/encoder`` given in one directory names the same run when compared from another."""
+    monkeypatch.chdir(pretrained_run.parent)
+    init = FromExport(f"{pretrained_run.name}/encoder")
+    recorded = init.describe()["path"]
+    assert Path(recorded).is_absolute() and Path(recorded) == (pretrained_run / "encoder").resolve()
+    monkeypatch.chdir(Path(recorded).anchor)  # the reader works elsewhere
+    table = build_tables([load_run(pretrained_run)])[0]
+    assert table.text(recorded) == f"{load_run(pretrained_run).name}/encoder"

@@ -60,7 +60,8 @@ class FromExport:
                 self.overrides[name] = float(rate)
 
     def describe(self) -> dict:
-        return {"source": "export", "path": str(self.path)}
+        # Absolute: readers of the run (compare, predict) may work from another directory.
+        return {"source": "export", "path": str(self.path.resolve())}
 
     def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
         if vocab_size != self.config.vocab_size:
@@ -104,7 +105,7 @@ class FromHuggingFace:
         self.tokenizer_dir = str(directory)
 
     def describe(self) -> dict:
-        return {"source": "huggingface", "path": str(self.path)}
+        return {"source": "huggingface", "path": str(self.path.resolve())}
 
     def build_encoder(self, encoder_factory: Callable[..., Encoder], vocab_size: int) -> Encoder:
         hf.check_vocab_size(vocab_size, self.config.vocab_size, self.path)

@@ -294,7 +294,7 @@ class PreparedDataModule(pl.LightningDataModule):
 
     def _set_tokenizer(self, tokenizer: Tokenizer, location: str) -> None:
         self._tokenizer = tokenizer
-        loc = Path(location)
+        loc = Path(location).resolve()  # recorded in the run, which may be read from another directory
         self._tokenizer_dir = str(loc.parent if loc.is_file() else loc)
 
     def _adopt_tokenizer(self, texts: Callable[[], Iterable[str]], fingerprint: str) -> Tokenizer:
