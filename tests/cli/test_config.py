@@ -11,9 +11,7 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF_DIR, REPO
 
-GROUPS = sorted(
-    p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in {"hydra", "paths"}
-)
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name not in {"hydra", "paths"})
 
 
 def options(group: str) -> list[str]:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
+from encoderlab.cli.config_dirs import SUITE_PRESETS_DIR
 from encoderlab.cli.study import grid_task_names, main, parse_args, suite_argv
-from encoderlab.cli.suite_jobs import PRESETS_DIR
 from encoderlab.errors import UserError
 from encoderlab.suite.spec import load_spec
 
 
 @pytest.fixture(scope="module")
 def fewshot():
-    return load_spec("fewshot", PRESETS_DIR)
+    return load_spec("fewshot", SUITE_PRESETS_DIR)
 
 
 def test_filters_pick_the_grid(fewshot):

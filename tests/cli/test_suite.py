@@ -11,8 +11,9 @@ import statistics
 import pytest
 from hydra import compose, initialize_config_dir
 
+from encoderlab.cli.config_dirs import CONF_DIR
 from encoderlab.cli.suite import main
-from encoderlab.cli.suite_jobs import CONF_DIR, SuitePlan, write_options
+from encoderlab.cli.suite_jobs import SuitePlan, write_options
 from encoderlab.errors import UserError
 from encoderlab.run.layout import RunDir
 from encoderlab.suite.sources import resolve_all

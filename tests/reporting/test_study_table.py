@@ -105,9 +105,9 @@ def test_ties_are_judged_on_the_same_seeds_draws():
 
 
 def test_the_fewshot_preset_composes_into_a_grid():
-    from encoderlab.cli.suite_jobs import PRESETS_DIR
+    from encoderlab.cli.config_dirs import SUITE_PRESETS_DIR
 
-    spec = load_spec("fewshot", PRESETS_DIR)
+    spec = load_spec("fewshot", SUITE_PRESETS_DIR)
     datasets = {t.label("dataset") for t in spec.tasks}
     assert spec.report == "study" and datasets == {"sst2", "fpb", "banking77"}
     assert all("data.train_sample_per_class=" in t.overrides[-1] for t in spec.tasks)

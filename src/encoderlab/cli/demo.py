@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from encoderlab.cli.config_dirs import CONF_DIR
 from encoderlab.cli.errors import run_command
-from encoderlab.cli.train import CONF_DIR
 from encoderlab.data.base import COUNT_MINIMUMS
 from encoderlab.errors import UserError
 from encoderlab.files import write_json
@@ -125,7 +125,7 @@ def pretrain_minutes(args: argparse.Namespace) -> float:
 def check_flags(args: argparse.Namespace) -> None:
     """Every flag against the rules of the setting it becomes, before the first stage: a bad fine-tuning
     flag would otherwise fail only after pre-training."""
-    presets = sorted(p.stem for p in (Path(CONF_DIR) / "encoder").glob("*.yaml"))
+    presets = sorted(p.stem for p in (CONF_DIR / "encoder").glob("*.yaml"))
     counts = ("corpus_paragraphs", "val_paragraphs", "pretrain_batch_size", "pretrain_steps")
     rules = {
         "encoder": (one_of(*presets),),

@@ -19,18 +19,16 @@ import argparse
 import os
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from encoderlab.cli.config_dirs import CONF_DIR
 from encoderlab.cli.errors import USER, describe, run_command
 from encoderlab.cli.resume import register_resolvers
 from encoderlab.data.shard_nodes import NodeBuild, build_on_nodes
 from encoderlab.errors import UserError
 from encoderlab.validate import at_least, between, check
-
-CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")  # as encoderlab.cli.train's, without its imports
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -91,7 +89,7 @@ def compose_data(overrides: list[str]):
     """The data module the overrides compose to, as encoderlab-train would build it."""
     register_resolvers()
     try:
-        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             # The run directory is Hydra's at run time; nothing here writes one.
             cfg = compose("train", overrides=["paths.output_dir=.", *overrides])
         return instantiate(cfg.data)

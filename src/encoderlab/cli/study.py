@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from encoderlab.cli.config_dirs import SUITE_PRESETS_DIR
 from encoderlab.cli.errors import run_command
 from encoderlab.cli.suite import main as suite_main
-from encoderlab.cli.suite_jobs import PRESETS_DIR
 from encoderlab.errors import UserError
 from encoderlab.suite.spec import SuiteSpec, load_spec
 
@@ -77,7 +77,7 @@ def suite_argv(args: argparse.Namespace, rest: list[str]) -> list[str]:
     datasets, methods, shots = _chosen(args.datasets), _chosen(args.methods), _chosen(args.shots)
     argv = [*rest, "--suite", args.study]
     if datasets or methods or shots:
-        spec = load_spec(args.study, PRESETS_DIR)
+        spec = load_spec(args.study, SUITE_PRESETS_DIR)
         argv += ["--tasks", ",".join(grid_task_names(spec, datasets, methods, shots))]
     return argv
 

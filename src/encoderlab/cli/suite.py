@@ -22,10 +22,10 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from encoderlab.cli.config_dirs import SUITE_PRESETS_DIR
 from encoderlab.cli.errors import run_command
 from encoderlab.cli.suite_jobs import (
     LAUNCHERS,
-    PRESETS_DIR,
     SuitePlan,
     check_plan,
     multirun_args,
@@ -103,7 +103,7 @@ def build_plan(args: argparse.Namespace) -> SuitePlan:
             suite = text.partition("=")[2]
         else:
             texts.append(text)
-    spec = load_spec(suite or "quick", PRESETS_DIR)
+    spec = load_spec(suite or "quick", SUITE_PRESETS_DIR)
     if args.tasks:
         spec = select_tasks(spec, [t.strip() for t in args.tasks.split(",") if t.strip()])
     if args.seeds:

@@ -27,15 +27,13 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from hydra.utils import instantiate
 
+from encoderlab.cli.config_dirs import CONF_DIR
 from encoderlab.cli.errors import describe
 from encoderlab.errors import UserError
 from encoderlab.run.layout import SUITE_CONF_DIR
 from encoderlab.suite.sources import Source, quote
 from encoderlab.suite.spec import SOURCE_GROUP, TASK_GROUP, SuiteSpec, SuiteTask
 
-CONF_DIR = Path(__file__).resolve().parents[3] / "conf"  # as encoderlab.cli.train's, without its imports
-# encoderlab-suite's presets: beside conf/, not in it, so they are no option of the training config.
-PRESETS_DIR = CONF_DIR.parent / "suites"
 LAUNCHERS = {"parallel": ["hydra/launcher=parallel"], "slurm": ["hydra/launcher=slurm"], "basic": []}
 # How many jobs at once each launcher is told (basic runs one after the other).
 JOBS_KEY = {"parallel": "hydra.launcher.n_jobs", "slurm": "hydra.launcher.array_parallelism"}

@@ -18,8 +18,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import OmegaConf
 
+from encoderlab.cli.config_dirs import CONF_DIR
 from encoderlab.cli.sweep_report import REPORT_FILE, sweep_id
-from encoderlab.cli.train import CONF_DIR
 from encoderlab.errors import UserError
 from encoderlab.run.layout import MULTIRUN_FILE, RunDir
 from encoderlab.run.lock import refuse_if_held
@@ -140,7 +140,7 @@ def expand(data: dict) -> list[tuple[str, ...]]:
         str(o) for o in data["hydra"]["overrides"]["task"]
     ]
     # A config loader lets glob(...) sweeps list the options of a config group, as the sweeper's does.
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(CONF_DIR))
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(CONF_DIR)))
     try:
         overrides = OverridesParser.create(config_loader=loader).parse_overrides(arguments)
         # Batches only split the launches; with none, the one batch holds every job in launch order.

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from encoderlab.adapt.freeze import freeze_for_optimizer
 from encoderlab.cli.components import build_callbacks, build_loggers, build_task
+from encoderlab.cli.config_dirs import CONF_DIR
 from encoderlab.cli.errors import find_user_error, run_reporting_errors
 from encoderlab.cli.resume import open_run, register_resolvers
 from encoderlab.files import write_json
@@ -37,7 +38,6 @@ from encoderlab.training.summaries import callback_summaries
 from encoderlab.training.trained_parameters import TrainedParameters
 
 log = logging.getLogger("encoderlab")
-CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 register_resolvers()
 
 
@@ -124,7 +124,7 @@ def in_sweep() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def app(cfg: DictConfig) -> float | None:
     try:
         return run(cfg)
