@@ -4,6 +4,7 @@ jobs keep their results, and the sweep report names it (job, overrides, error li
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from omegaconf import OmegaConf
 
 from encoderlab.cli.sweep_report import SweepReport, report_lines, summarize
 from encoderlab.run.read import find_runs
+from tests import fake_slurm
 from tests.cli.test_compare import write_run
 from tests.conftest import CONF_DIR, FAST, cli_env, run_train
 
@@ -103,6 +105,47 @@ def test_sweep_with_a_failing_job_keeps_the_others_and_reports_it(tmp_path, data
     summary = json.loads((sweep_dir / "sweep.json").read_text())
     assert summary["failed"] == ["1"] and summary["best"]["job"] == "0"
     assert [r.status for r in find_runs([sweep_dir])] == ["completed", "failed"]
+
+
+@pytest.mark.slow  # two training jobs through submitit: ~30 s on 2 cores
+def test_a_sweep_on_slurm_runs_every_job_as_an_array_task(tmp_path, data_dir, cache_dir):
+    """``hydra/launcher=slurm`` end to end against a one-machine stand-in for SLURM's commands
+    (tests/fake_slurm.py): the sbatch script submitit writes, its array, srun, the results collected back
+    and the sweep report."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'encoderlab[sweeps]'")
+    sweep_dir = tmp_path / "sweep"
+    env = cli_env(data_dir, cache_dir, **fake_slurm.install(tmp_path / "bin", tmp_path / "slurm"))
+    result = run_train(
+        [
+            "-m",
+            "hydra/launcher=slurm",
+            "hydra.launcher.partition=cpu",
+            "hydra.launcher.gpus_per_node=0",
+            "experiment=finetune_sst2",
+            *FAST,
+            "test=false",
+            "seed=1,2",
+            f"hydra.sweep.dir={sweep_dir}",
+        ],
+        env,
+    )
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    for _ in range(100):  # the stand-in notes a task's end just after submitit has read its result
+        [job] = [json.loads(p.read_text()) for p in (tmp_path / "slurm").glob("*.json")]
+        if set(job["states"].values()) == {"COMPLETED"}:
+            break
+        time.sleep(0.1)
+    assert job["flags"]["partition"] == "cpu" and job["flags"]["array"].startswith("0-1%")
+    assert set(job["states"].values()) == {"COMPLETED"} and len(job["states"]) == 2  # one array, two tasks
+    for n, seed in (("0", 1), ("1", 2)):
+        record = json.loads((sweep_dir / n / "run.json").read_text())
+        assert record["status"] == "completed" and "val/acc" in json.loads(
+            (sweep_dir / n / "metrics.json").read_text()
+        )
+        assert f"seed={seed}" in (sweep_dir / n / ".hydra" / "overrides.yaml").read_text()
+    assert "2 jobs, 2 completed" in result.stdout
+    assert any((sweep_dir / ".submitit").rglob("*_result.pkl"))  # submitit's own results, read back
 
 
 def test_report_does_not_fail_the_process_when_asked(tmp_path, capsys):
