@@ -94,4 +94,36 @@ def test_describe_records_what_prediction_needs(tmp_path, classification_files):
         "text_pair_column": None,
         "long_documents": "truncate",
     }
-    assert TextCorpusDataModule().describe() == {"targets": "TOKENS", "max_seq_len": 128, "lowercase": True}
+    assert TextCorpusDataModule().describe() == {
+        "targets": "TOKENS",
+        "max_seq_len": 128,
+        "lowercase": True,
+        "mask_count": "sampled",  # auto, decided: no trainer on a GPU holds it
+    }
+
+
+def test_evaluation_batches_hold_texts_of_similar_length_and_each_text_once(tmp_path, classification_files):
+    """Validation and test batches go longest first, so each is padded to about its own texts' length;
+    every example comes once, with its own label."""
+    dm = TextClassificationDataModule(
+        train_file=str(classification_files["train"]),
+        val_file=str(classification_files["val"]),
+        test_file=str(classification_files["test"]),
+        batch_size=4,
+        vocab_size=200,
+        cache_dir=str(tmp_path / "cache"),
+    )
+    dm.prepare()
+    for dataset, loader in ((dm.val_dataset, dm.val_dataloader()), (dm.test_dataset, dm.test_dataloader())):
+        batches = list(loader)
+        widths = [b["input_ids"].shape[1] for b in batches]
+        assert widths == sorted(widths, reverse=True)
+        assert sum(len(b["labels"]) for b in batches) == len(dataset)
+        padded = sum(b["input_ids"].numel() for b in batches)
+        in_file_order = sum(
+            len(chunk) * max(chunk)
+            for chunk in (dataset.lengths[i : i + 4] for i in range(0, len(dataset), 4))
+        )
+        assert padded <= in_file_order
+        labels = sorted(int(label) for b in batches for label in b["labels"])
+        assert labels == sorted(int(dataset[i]["labels"]) for i in range(len(dataset)))

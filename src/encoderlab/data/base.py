@@ -308,7 +308,8 @@ class PreparedDataModule(pl.LightningDataModule):
         return tok
 
     def _eval_loader(self, dataset: Dataset) -> DataLoader:
-        """Evaluation batches in file order, through the module's collator."""
+        """Evaluation batches in file order, through the module's collator (labelled data modules sort them by length:
+        :meth:`LabelledDataModule._length_sorted_loader`; pairs keep file order, whose in-batch retrieval reads it)."""
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
@@ -405,20 +406,26 @@ class LabelledDataModule(PreparedDataModule):
 
     def val_dataloader(self) -> DataLoader:
         self.prepare()
-        return self._eval_loader(self.val_dataset)
+        return self._length_sorted_loader(self.val_dataset)
 
     def test_dataloader(self) -> DataLoader | None:
         self.prepare()
-        return self._eval_loader(self.test_dataset) if self.test_dataset is not None else None
+        return self._length_sorted_loader(self.test_dataset) if self.test_dataset is not None else None
 
     def train_examples_dataloader(self) -> DataLoader:
-        """Every training example once, as evaluation batches of similar length (longest first, a fixed
-        order): for computing their vectors without gradient, e.g. to fit a head on them (``method=knn``)."""
+        """Every training example once, as evaluation batches of similar length: for computing their vectors
+        without gradient, e.g. to fit a head on them (``method=knn``)."""
         self.prepare()
-        order = np.argsort(-np.asarray(self.train_dataset.lengths), kind="stable")
+        return self._length_sorted_loader(self.train_dataset)
+
+    def _length_sorted_loader(self, dataset) -> DataLoader:
+        """Evaluation batches of similar length (longest first, a fixed order): each example's output and the
+        epoch's metrics do not depend on its batch-mates, and a batch padded to its longest text costs what
+        its length says, not what the longest text of a file-order batch says (half the work on SST-2)."""
+        order = np.argsort(-np.asarray(dataset.lengths), kind="stable")
         batches = [order[i : i + self.batch_size].tolist() for i in range(0, len(order), self.batch_size)]
         return DataLoader(
-            self.train_dataset,
+            dataset,
             batch_sampler=batches,
             collate_fn=self.collator,
             **loader_kwargs(self.num_workers, self.seed),
