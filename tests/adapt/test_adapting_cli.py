@@ -96,6 +96,7 @@ def test_lora_run_reloads_exactly_and_exports_merged(pretrained, env, tmp_path):
     torch.testing.assert_close(exported(ids), encoder(ids), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # ~8 s; the demo test's probe stage checks a frozen encoder trains less than all
 def test_linear_probe_records_the_head_as_trained(pretrained, env, tmp_path):
     result = run_train(finetune(pretrained, tmp_path / "probe", "freeze=encoder"), env)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -132,7 +133,11 @@ def test_cloze_zero_shot_then_few_shot(pretrained, env, tmp_path):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["method=cloze", "prompt.verbalizer={0:bad,1:xylophonically}"], "'xylophonically'"),
+        pytest.param(  # ~9 s, one process for one refusal
+            ["method=cloze", "prompt.verbalizer={0:bad,1:xylophonically}"],
+            "'xylophonically'",
+            marks=pytest.mark.slow,
+        ),
         pytest.param(  # ~9 s; tests/adapt/test_adapters.py refuses unmatched modules in the default suite
             ["adapter=lora", "adapter.target_modules=[query,qkv]"],
             "['qkv'] match no linear layer",
@@ -146,6 +151,7 @@ def test_bad_adaptation_input(pretrained, env, tmp_path, extra, message):
     assert not (tmp_path / "run/metrics.json").exists()
 
 
+@pytest.mark.slow  # ~8 s, one process for one refusal
 def test_cloze_without_the_kept_mlm_head(pretrained, env, tmp_path):
     shutil.copytree(pretrained / "encoder", tmp_path / "bare/encoder")  # an export with no mlm_head beside it
     result = run_train(finetune(tmp_path / "bare", tmp_path / "run", "method=cloze", VERBALIZER), env)

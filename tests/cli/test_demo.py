@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from encoderlab.cli.demo import DEFAULT_BUDGET_MINUTES, check_flags, parse_args, stages
+from encoderlab.cli.demo import main as demo_main
 from encoderlab.errors import UserError
 from tests.conftest import REPO, cli_env
 
@@ -53,16 +54,11 @@ def test_demo_runs_every_stage_and_prints_the_comparison(data_dir, cache_dir, tm
     assert "init.dropout" not in (out / "probe/.hydra/overrides.yaml").read_text()
 
 
-def test_demo_refuses_a_used_output_directory(tmp_path):
+def test_demo_refuses_a_used_output_directory(tmp_path, capsys):
     (tmp_path / "demo").mkdir()
     (tmp_path / "demo/keep.txt").write_text("x")
-    result = subprocess.run(
-        [sys.executable, "-m", "encoderlab.cli.demo", "--out", str(tmp_path / "demo")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 2 and "not empty" in result.stderr
+    assert demo_main(["--out", str(tmp_path / "demo")]) == 2  # in this process: no start-up to pay
+    assert "not empty" in capsys.readouterr().err
     assert (tmp_path / "demo/keep.txt").read_text() == "x"
 
 

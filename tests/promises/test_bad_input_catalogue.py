@@ -508,7 +508,11 @@ def test_a_refused_directory_gets_nothing_written(outcome):
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param("negative_learning_rate", marks=pytest.mark.slow), "unknown_group_option"],  # ~8 s each
+    # ~8 s each; every CLI test runs `python -m encoderlab.train` anyway
+    [
+        pytest.param(name, marks=pytest.mark.slow)
+        for name in ("negative_learning_rate", "unknown_group_option")
+    ],
 )
 def test_python_dash_m_gives_the_same_result(outcome, name):
     results, batch, env, _, _ = outcome

@@ -89,7 +89,7 @@ def test_linear_probe_trains_only_the_head(pretrained, data_dir, cache_dir):
             ["init=pretrained", "freeze=bottom_k", "freeze.k=1"], marks=pytest.mark.slow
         ),  # freezing
         # policies themselves are tested in tests/adapt
-        ["init=scratch"],
+        pytest.param(["init=scratch"], marks=pytest.mark.slow),  # ~9 s; the demo test fine-tunes from scratch
     ],
     ids=["pretrained", "probe", "bottom_k", "scratch"],
 )

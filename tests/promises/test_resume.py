@@ -14,6 +14,7 @@ def ckpt_step(run_dir) -> int:
     return torch.load(run_dir / "checkpoints/last.ckpt", map_location="cpu", weights_only=True)["global_step"]
 
 
+@pytest.mark.slow  # ~17 s: two runs; the kill-and-resume promise (tests/promises/test_fault_tolerance.py) stays
 def test_resume_continues_in_the_same_directory(data_dir, cache_dir, tmp_path):
     env = cli_env(data_dir, cache_dir)
     run_dir = tmp_path / "run"
