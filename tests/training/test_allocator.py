@@ -39,7 +39,8 @@ def test_retain_removes_the_page_faults_of_freed_and_reallocated_tensors():
     if policy != "retain":
         pytest.skip(f"no glibc malloc to tune here: {policy}")
     _, system = faults("system")
-    # glibc's defaults hand activation memory back and fault it in again: 19,000-34,000 faults over five
-    # steps on the development machine; retained, 4,600-6,100 (what is left is first use of grown memory).
-    assert system > 10_000, system
+    # glibc's defaults hand activation memory back and fault it in again: 9,000-34,000 faults over five
+    # steps on the machines measured (the count depends on the CPU and thread count); retained, 0-6,100
+    # (what is left is first use of grown memory). The floor only says the churn happened at all.
+    assert system > 3_000, system
     assert retained < system / 2, (retained, system)
