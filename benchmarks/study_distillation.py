@@ -1,0 +1,159 @@
+"""Does distilling an existing sentence encoder buy what eight minutes of MLM do not? A study, not a feature.
+
+The demo's encoder (its block and tokenizer, read from a pre-training export) is trained from random weights
+to reproduce MiniLM's sentence vectors (all-MiniLM-L6-v2, the ``interop`` extra) on SST-2's *unlabelled*
+training sentences: cosine loss between a linear projection of its mean-pooled states and the teacher's
+vector. The teacher's forward passes count in the wall-clock budget. Each distilled encoder, the export
+itself (MLM) and the scratch control are then fine-tuned exactly as ``encoderlab-demo`` fine-tunes (1,000
+sentences, 10 epochs, mean pooling, dropout 0.1, lr 1e-3), in one run:
+
+    python benchmarks/study_distillation.py --export outputs/demo/RUN/pretrain/encoder            # 3 seeds x 6 min
+    python benchmarks/study_distillation.py --export DIR --budget-minutes 2 --seeds 1 --finetune-seeds 42
+
+The labels of SST-2's training split are never read by the distillation; its dev split is what the fine-tunes
+report, as in the demo. The table goes to stdout and ``<out>/distillation.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import statistics
+import time
+from datetime import datetime
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from _common import cpu_name
+from study_objectives import train, without
+from tokenizers import Tokenizer
+
+from encoderlab.cli.demo import parse_args as demo_args
+from encoderlab.cli.demo import stages
+from encoderlab.embedding.embedder import Embedder
+from encoderlab.formats.export import export_encoder, read_export_config
+from encoderlab.models.encoder import Encoder
+from encoderlab.models.heads import pool
+
+
+def unlabelled_sentences(data_dir: Path) -> list[str]:
+    with open(data_dir / "sst2" / "train.tsv", newline="", encoding="utf-8") as f:
+        return [row["text"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+
+
+def distil(export: Path, texts: list[str], teacher: Embedder, seed: int, budget_s: float, out: Path) -> dict:
+    """A student from random weights, trained until the budget (teacher time included) is spent."""
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    order_rng = random.Random(seed)
+    targets = torch.from_numpy(teacher.encode(texts, batch_size=64))  # unit-length vectors
+    teacher_s = time.perf_counter() - started
+    student = Encoder(read_export_config(export))
+    tokenizer = Tokenizer.from_file(str(export / "tokenizer.json"))
+    tokenizer.enable_truncation(64)
+    ids = [torch.tensor(e.ids) for e in tokenizer.encode_batch(texts)]
+    projection = torch.nn.Linear(student.config.hidden, targets.shape[1])
+    params = [*student.parameters(), *projection.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    train_s = budget_s - teacher_s
+    student.train()
+    steps, loss = 0, torch.tensor(float("nan"))
+    order = list(range(len(texts)))
+    while (elapsed := time.perf_counter() - started - teacher_s) < train_s:
+        order_rng.shuffle(order)
+        for start in range(0, len(order) - 63, 64):
+            elapsed = time.perf_counter() - started - teacher_s
+            if elapsed >= train_s:
+                break
+            fraction = elapsed / train_s  # warm-up over the first 10 % of the time left, then linear decay
+            for group in optimizer.param_groups:
+                group["lr"] = 1e-3 * min(1.0, fraction / 0.1) * (1.0 - fraction)
+            rows = order[start : start + 64]
+            batch = torch.nn.utils.rnn.pad_sequence([ids[i] for i in rows], batch_first=True)
+            mask = (
+                torch.arange(batch.shape[1])[None] < torch.tensor([len(ids[i]) for i in rows])[:, None]
+            ).long()
+            vectors = projection(pool(student(batch, mask), mask, "mean"))
+            loss = (1 - F.cosine_similarity(vectors, targets[rows])).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            steps += 1
+    export_encoder(student, export, out)
+    return {
+        "steps": steps,
+        "teacher_seconds": teacher_s,
+        "final_cosine_loss": float(loss),
+        "encoder": str(out),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--export", type=Path, required=True, help="a pre-training export (block and tokenizer)")
+    ap.add_argument(
+        "--budget-minutes", type=float, default=6.0, help="per distilled encoder, teacher included"
+    )
+    ap.add_argument("--seeds", default="1,2,3", help="distillation seeds")
+    ap.add_argument("--finetune-seeds", default="42,1,2")
+    ap.add_argument("--sentences", type=int, default=60000, help="unlabelled SST-2 training sentences used")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    root = args.out or Path("outputs/distillation") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    root.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(os.environ.get("ENCODERLAB_DATA_DIR", "../shared/data"))
+    plan = {name: overrides for name, _, overrides in stages(demo_args([]), root)}
+    quiet = "trainer.enable_progress_bar=false"
+    finetune_seeds = [int(s) for s in args.finetune_seeds.split(",")]
+
+    def fine_tunes(label: str, overrides: list[str], seeds: list[int]) -> list[float]:
+        return [
+            train([*without(overrides, "seed"), f"seed={s}", quiet], root / f"{label}-finetune-{s}")[
+                "val/acc"
+            ]
+            for s in seeds
+        ]
+
+    sentences = unlabelled_sentences(data_dir)
+    random.Random(0).shuffle(sentences)
+    sentences = sentences[: args.sentences]
+    teacher = Embedder("minilm")
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        facts = distil(
+            args.export, sentences, teacher, seed, args.budget_minutes * 60, root / f"distil-{seed}"
+        )
+        finetune = [*without(plan["finetune"], "init.path"), f"init.path={facts['encoder']}"]
+        rows.append(
+            {
+                "arm": f"distilled, seed {seed}",
+                **facts,
+                "val_acc": fine_tunes(f"distil{seed}", finetune, finetune_seeds),
+            }
+        )
+        print(rows[-1], flush=True)
+    mlm = [*without(plan["finetune"], "init.path"), f"init.path={args.export}"]
+    rows.append({"arm": "MLM (the export given)", "val_acc": fine_tunes("mlm", mlm, finetune_seeds)})
+    scratch = [*without(plan["scratch"], "data.tokenizer"), f"data.tokenizer={args.export}"]
+    rows.append({"arm": "scratch", "val_acc": fine_tunes("scratch", scratch, finetune_seeds)})
+
+    floor = statistics.mean(rows[-1]["val_acc"])
+    print(f"\nSST-2 dev accuracy ({cpu_name()}, {os.cpu_count()} CPUs), fine-tune seeds {finetune_seeds}:")
+    print("| arm | steps | val acc mean | vs scratch | per fine-tune seed |\n|---|---|---|---|---|")
+    for row in rows:
+        accs = row["val_acc"]
+        steps = f"{row['steps']:,}" if "steps" in row else "—"
+        per_seed = " ".join(f"{a:.3f}" for a in accs)
+        mean = statistics.mean(accs)
+        print(f"| {row['arm']} | {steps} | {mean:.3f} | {100 * (mean - floor):+.1f} | {per_seed} |")
+    summary = {"budget_minutes": args.budget_minutes, "cpu": cpu_name(), "rows": rows}
+    (root / "distillation.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nruns and distillation.json in {root}")
+
+
+if __name__ == "__main__":
+    main()
