@@ -17,7 +17,6 @@ report, as in the demo. The table goes to stdout and ``<out>/distillation.json``
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -34,6 +33,7 @@ from tokenizers import Tokenizer
 
 from encoderlab.cli.demo import parse_args as demo_args
 from encoderlab.cli.demo import stages
+from encoderlab.data.readers import read_table
 from encoderlab.embedding.embedder import Embedder
 from encoderlab.formats.export import export_encoder, read_export_config
 from encoderlab.models.encoder import Encoder
@@ -41,8 +41,8 @@ from encoderlab.models.heads import pool
 
 
 def unlabelled_sentences(data_dir: Path) -> list[str]:
-    with open(data_dir / "sst2" / "train.tsv", newline="", encoding="utf-8") as f:
-        return [row["text"] for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    """SST-2's training sentences, the text column only: the labels are never read."""
+    return read_table(data_dir / "sst2" / "train.tsv", ["text"])["text"]
 
 
 def distil(export: Path, texts: list[str], teacher: Embedder, seed: int, budget_s: float, out: Path) -> dict:
@@ -63,7 +63,7 @@ def distil(export: Path, texts: list[str], teacher: Embedder, seed: int, budget_
     student.train()
     steps, loss = 0, torch.tensor(float("nan"))
     order = list(range(len(texts)))
-    while (elapsed := time.perf_counter() - started - teacher_s) < train_s:
+    while time.perf_counter() - started - teacher_s < train_s:
         order_rng.shuffle(order)
         for start in range(0, len(order) - 63, 64):
             elapsed = time.perf_counter() - started - teacher_s
