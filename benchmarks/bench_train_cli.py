@@ -11,7 +11,7 @@ does. Each side runs ``--short`` and ``--long`` optimizer steps (``--repeats`` t
 encoderlab first builds the token cache and measures the kernels (both kept between runs, as for a user).
 
 Two clocks, both differenced the same way: the whole command's wall time (process start, imports, Hydra,
-export: constant, cancelled, but it varies by seconds from run to run, so over 30 steps it is noisy), and each
+export: constant, cancelled, but it varies by seconds from run to run, so over a few dozen steps it is noisy), and each
 side's own training-loop clock — encoderlab's ``time/fit_seconds`` (``Trainer.fit``: data set-up, the kernel
 choice, every step with Lightning's hooks, logging and checkpoints) and the Trainer's ``train_runtime``
 (``Trainer.train()``: the same for transformers). The goal is judged on the second, the steady cost of a step
@@ -180,7 +180,7 @@ def main() -> None:
             )
         print(f"    ratio {ratios[clock]:.2f}x")
     ratio = ratios["training loop"]
-    # A shared machine's speed drifts within a sitting (±25 % here); the fastest run of each length is the
+    # A shared machine's speed drifts within a sitting (±25 % on a shared 2-core VM); the fastest run of each length is the
     # least disturbed one, printed beside the medians the goal is judged on.
     quietest = {side: per_step(times[side]["training loop"], args, min)["ms_per_step"] for side in SIDES}
     quietest_ratio = quietest[SIDES[1]] / quietest[SIDES[0]]
