@@ -12,6 +12,12 @@ sentences, 10 epochs, mean pooling, dropout 0.1, lr 1e-3), in one run:
 
 The labels of SST-2's training split are never read by the distillation; its dev split is what the fine-tunes
 report, as in the demo. The table goes to stdout and ``<out>/distillation.json``.
+
+``--mlm-minutes M`` splits one budget between the two signals instead: for each seed the demo's own
+pre-training runs for M minutes (MLM on wiki_en, that seed), then the distillation continues from those
+weights rather than from random ones, so each seed's encoder has had M + ``--budget-minutes`` of pre-training:
+
+    python benchmarks/study_distillation.py --mlm-minutes 6 --budget-minutes 2 --sentences 30000 --lr 5e-4 --warmup 0.05
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ from encoderlab.cli.demo import parse_args as demo_args
 from encoderlab.cli.demo import stages
 from encoderlab.data.readers import read_table
 from encoderlab.embedding.embedder import Embedder
-from encoderlab.formats.export import export_encoder, read_export_config
+from encoderlab.formats.export import export_encoder, load_encoder, read_export_config
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.heads import pool
+from encoderlab.run.layout import RunDir
 
 
 def unlabelled_sentences(data_dir: Path) -> list[str]:
@@ -45,20 +52,32 @@ def unlabelled_sentences(data_dir: Path) -> list[str]:
     return read_table(data_dir / "sst2" / "train.tsv", ["text"])["text"]
 
 
-def distil(export: Path, texts: list[str], teacher: Embedder, seed: int, budget_s: float, out: Path) -> dict:
-    """A student from random weights, trained until the budget (teacher time included) is spent."""
+def distil(
+    export: Path,
+    texts: list[str],
+    teacher: Embedder,
+    seed: int,
+    budget_s: float,
+    out: Path,
+    *,
+    from_weights: bool = False,
+    peak_lr: float = 1e-3,
+    warmup: float = 0.1,
+) -> dict:
+    """A student with the export's block (from random weights, or from the export's own with
+    ``from_weights``), trained until the budget (teacher time included) is spent."""
     started = time.perf_counter()
     torch.manual_seed(seed)
     order_rng = random.Random(seed)
     targets = torch.from_numpy(teacher.encode(texts, batch_size=64))  # unit-length vectors
     teacher_s = time.perf_counter() - started
-    student = Encoder(read_export_config(export))
+    student = load_encoder(export) if from_weights else Encoder(read_export_config(export))
     tokenizer = Tokenizer.from_file(str(export / "tokenizer.json"))
     tokenizer.enable_truncation(64)
     ids = [torch.tensor(e.ids) for e in tokenizer.encode_batch(texts)]
     projection = torch.nn.Linear(student.config.hidden, targets.shape[1])
     params = [*student.parameters(), *projection.parameters()]
-    optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(params, lr=peak_lr, weight_decay=0.01)
     train_s = budget_s - teacher_s
     student.train()
     steps, loss = 0, torch.tensor(float("nan"))
@@ -69,9 +88,9 @@ def distil(export: Path, texts: list[str], teacher: Embedder, seed: int, budget_
             elapsed = time.perf_counter() - started - teacher_s
             if elapsed >= train_s:
                 break
-            fraction = elapsed / train_s  # warm-up over the first 10 % of the time left, then linear decay
+            fraction = elapsed / train_s  # warm-up over a share of the time left, then linear decay
             for group in optimizer.param_groups:
-                group["lr"] = 1e-3 * min(1.0, fraction / 0.1) * (1.0 - fraction)
+                group["lr"] = peak_lr * min(1.0, fraction / warmup) * (1.0 - fraction)
             rows = order[start : start + 64]
             batch = torch.nn.utils.rnn.pad_sequence([ids[i] for i in rows], batch_first=True)
             mask = (
@@ -94,15 +113,25 @@ def distil(export: Path, texts: list[str], teacher: Embedder, seed: int, budget_
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--export", type=Path, required=True, help="a pre-training export (block and tokenizer)")
+    ap.add_argument("--export", type=Path, default=None, help="a pre-training export (block and tokenizer)")
     ap.add_argument(
-        "--budget-minutes", type=float, default=6.0, help="per distilled encoder, teacher included"
+        "--budget-minutes", type=float, default=6.0, help="distillation per encoder, teacher included"
     )
-    ap.add_argument("--seeds", default="1,2,3", help="distillation seeds")
+    ap.add_argument(
+        "--mlm-minutes",
+        type=float,
+        default=0.0,
+        help="the demo's MLM pre-training per seed first, the distillation continuing from its weights",
+    )
+    ap.add_argument("--seeds", default="1,2,3", help="distillation (and MLM) seeds")
     ap.add_argument("--finetune-seeds", default="42,1,2")
     ap.add_argument("--sentences", type=int, default=60000, help="unlabelled SST-2 training sentences used")
+    ap.add_argument("--lr", type=float, default=1e-3, help="the distillation's peak learning rate")
+    ap.add_argument("--warmup", type=float, default=0.1, help="its warm-up share of the training time")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    if args.export is None and not args.mlm_minutes:
+        ap.error("pass --export DIR (a pre-training export) or --mlm-minutes M (pre-train one per seed)")
     root = args.out or Path("outputs/distillation") / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     root.mkdir(parents=True, exist_ok=True)
     data_dir = Path(os.environ.get("ENCODERLAB_DATA_DIR", "../shared/data"))
@@ -118,27 +147,48 @@ def main() -> None:
             for s in seeds
         ]
 
+    def mlm_export(seed: int) -> Path:
+        """The demo's pre-training stage for ``--mlm-minutes``, with this seed."""
+        flags = ["--seed", str(seed), "--budget-minutes", str(args.mlm_minutes)]
+        pretrain = {name: o for name, _, o in stages(demo_args(flags), root / f"mlm-{seed}")}["pretrain"]
+        facts = train(pretrain, root / f"mlm-{seed}" / "pretrain")
+        print(f"MLM, seed {seed}: {int(facts['budget/steps']):,} steps, val loss {facts['val/loss']:.2f}")
+        return RunDir(root / f"mlm-{seed}" / "pretrain").encoder
+
     sentences = unlabelled_sentences(data_dir)
     random.Random(0).shuffle(sentences)
     sentences = sentences[: args.sentences]
     teacher = Embedder("minilm")
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
+        start = mlm_export(seed) if args.mlm_minutes else args.export
         facts = distil(
-            args.export, sentences, teacher, seed, args.budget_minutes * 60, root / f"distil-{seed}"
+            start,
+            sentences,
+            teacher,
+            seed,
+            args.budget_minutes * 60,
+            root / f"distil-{seed}",
+            from_weights=bool(args.mlm_minutes),
+            peak_lr=args.lr,
+            warmup=args.warmup,
         )
         finetune = [*without(plan["finetune"], "init.path"), f"init.path={facts['encoder']}"]
+        arm = f"MLM {args.mlm_minutes:g} min, then distilled" if args.mlm_minutes else "distilled"
         rows.append(
             {
-                "arm": f"distilled, seed {seed}",
+                "arm": f"{arm}, seed {seed}",
                 **facts,
                 "val_acc": fine_tunes(f"distil{seed}", finetune, finetune_seeds),
             }
         )
         print(rows[-1], flush=True)
-    mlm = [*without(plan["finetune"], "init.path"), f"init.path={args.export}"]
-    rows.append({"arm": "MLM (the export given)", "val_acc": fine_tunes("mlm", mlm, finetune_seeds)})
-    scratch = [*without(plan["scratch"], "data.tokenizer"), f"data.tokenizer={args.export}"]
+    if args.export is not None:
+        mlm = [*without(plan["finetune"], "init.path"), f"init.path={args.export}"]
+        rows.append({"arm": "MLM (the export given)", "val_acc": fine_tunes("mlm", mlm, finetune_seeds)})
+    # The control shares the tokenizer: the export's, or (the same corpus and vocabulary) the first seed's.
+    tokenizer = args.export or Path(rows[0]["encoder"])
+    scratch = [*without(plan["scratch"], "data.tokenizer"), f"data.tokenizer={tokenizer}"]
     rows.append({"arm": "scratch", "val_acc": fine_tunes("scratch", scratch, finetune_seeds)})
 
     floor = statistics.mean(rows[-1]["val_acc"])
@@ -150,7 +200,12 @@ def main() -> None:
         per_seed = " ".join(f"{a:.3f}" for a in accs)
         mean = statistics.mean(accs)
         print(f"| {row['arm']} | {steps} | {mean:.3f} | {100 * (mean - floor):+.1f} | {per_seed} |")
-    summary = {"budget_minutes": args.budget_minutes, "cpu": cpu_name(), "rows": rows}
+    summary = {
+        "budget_minutes": args.budget_minutes,
+        "mlm_minutes": args.mlm_minutes,
+        "cpu": cpu_name(),
+        "rows": rows,
+    }
     (root / "distillation.json").write_text(json.dumps(summary, indent=2))
     print(f"\nruns and distillation.json in {root}")
 
