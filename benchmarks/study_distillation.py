@@ -17,7 +17,7 @@ report, as in the demo. The table goes to stdout and ``<out>/distillation.json``
 pre-training runs for M minutes (MLM on wiki_en, that seed), then the distillation continues from those
 weights rather than from random ones, so each seed's encoder has had M + ``--budget-minutes`` of pre-training:
 
-    python benchmarks/study_distillation.py --mlm-minutes 6 --budget-minutes 2 --sentences 30000 --lr 5e-4 --warmup 0.05
+    python benchmarks/study_distillation.py --mlm-minutes 6 --budget-minutes 2 --sentences 30000 --warmup 0.05
 """
 
 from __future__ import annotations
