@@ -15,7 +15,8 @@ report, as in the demo. The table goes to stdout and ``<out>/distillation.json``
 
 ``--mlm-minutes M`` splits one budget between the two signals instead: for each seed the demo's own
 pre-training runs for M minutes (MLM on wiki_en, that seed), then the distillation continues from those
-weights rather than from random ones, so each seed's encoder has had M + ``--budget-minutes`` of pre-training:
+weights rather than from random ones, so each seed's encoder has had M + ``--budget-minutes`` of pre-training
+(each seed's MLM export is fine-tuned too, before distillation, as its own row):
 
     python benchmarks/study_distillation.py --mlm-minutes 6 --budget-minutes 2 --sentences 30000 --warmup 0.05
 """
@@ -147,6 +148,10 @@ def main() -> None:
             for s in seeds
         ]
 
+    def from_export(path: Path | str) -> list[str]:
+        """The demo's fine-tune, started from the encoder export at ``path``."""
+        return [*without(plan["finetune"], "init.path"), f"init.path={path}"]
+
     def mlm_export(seed: int) -> Path:
         """The demo's pre-training stage for ``--mlm-minutes``, with this seed."""
         flags = ["--seed", str(seed), "--budget-minutes", str(args.mlm_minutes)]
@@ -173,19 +178,25 @@ def main() -> None:
             peak_lr=args.lr,
             warmup=args.warmup,
         )
-        finetune = [*without(plan["finetune"], "init.path"), f"init.path={facts['encoder']}"]
         arm = f"MLM {args.mlm_minutes:g} min, then distilled" if args.mlm_minutes else "distilled"
         rows.append(
             {
                 "arm": f"{arm}, seed {seed}",
                 **facts,
-                "val_acc": fine_tunes(f"distil{seed}", finetune, finetune_seeds),
+                "val_acc": fine_tunes(f"distil{seed}", from_export(facts["encoder"]), finetune_seeds),
             }
         )
         print(rows[-1], flush=True)
+        if args.mlm_minutes:  # the same weights before distillation: what the distillation adds to them
+            alone = fine_tunes(f"mlm{seed}", from_export(start), finetune_seeds)
+            rows.append({"arm": f"MLM {args.mlm_minutes:g} min alone, seed {seed}", "val_acc": alone})
     if args.export is not None:
-        mlm = [*without(plan["finetune"], "init.path"), f"init.path={args.export}"]
-        rows.append({"arm": "MLM (the export given)", "val_acc": fine_tunes("mlm", mlm, finetune_seeds)})
+        rows.append(
+            {
+                "arm": "MLM (the export given)",
+                "val_acc": fine_tunes("mlm", from_export(args.export), finetune_seeds),
+            }
+        )
     # The control shares the tokenizer: the export's, or (the same corpus and vocabulary) the first seed's.
     tokenizer = args.export or Path(rows[0]["encoder"])
     scratch = [*without(plan["scratch"], "data.tokenizer"), f"data.tokenizer={tokenizer}"]
