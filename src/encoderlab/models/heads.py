@@ -156,6 +156,30 @@ class PoolingHead(nn.Module):
         return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
 
+class ProjectionHead(nn.Module):
+    """Pool the sequence, then one linear map into another encoder's vector space, [B, S, H] → [B, dims]:
+    what a student learns through when it reproduces a teacher's sentence vectors (``task=distill``;
+    ``dims`` comes from the teacher). The map is discarded with the head: the encoder is what is kept."""
+
+    POOLINGS = PoolingHead.POOLINGS
+
+    def __init__(self, encoder: Encoder, dims: int, pooling: str = "mean") -> None:
+        super().__init__()
+        check("head.pooling", pooling, one_of(*self.POOLINGS))
+        if dims < 1:  # from the data (the teacher's width)
+            raise ValueError(f"dims must be at least 1, got {dims}")
+        self.pooling = pooling
+        self.dims = dims
+        self.reads_first_position_only = pooling == "cls"
+        self.out = nn.Linear(encoder.config.hidden, dims)
+
+    def settings(self) -> dict:
+        return {"dims": self.dims, "pooling": self.pooling}
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.out(pool(hidden, attention_mask, self.pooling))
+
+
 class SequenceClassifier(nn.Module):
     """Pool the sequence, then one linear layer, or two (dense → tanh → linear) with ``hidden_layers=2``.
 

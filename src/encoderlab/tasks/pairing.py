@@ -16,6 +16,7 @@ import encoderlab.tasks.causal_lm
 import encoderlab.tasks.classification
 import encoderlab.tasks.cloze
 import encoderlab.tasks.contrastive
+import encoderlab.tasks.distillation
 import encoderlab.tasks.electra
 import encoderlab.tasks.fitted_head
 import encoderlab.tasks.masked_lm
